@@ -1,26 +1,35 @@
-"""Runs INSIDE the sandbox: executes one solution on the test inputs and writes what it produced.
+"""Runs INSIDE the sandbox: executes one solution, one test at a time, as the grader asks.
 
-This file is copied into the sandbox's temp dir and run as a script, so it imports only the standard
-library. It follows LiveCodeBench's lcb_runner/evaluation/testing_util.py (commit 15808c76): the same
-import prefix, `class Solution` instantiation and `method(*args)` for functional tests; `if __name__`
-unwrapping, `wrapped_function` and patched stdin/open for stdin tests; a per-test SIGALRM timeout; stop
-at the first test that raises or times out. One difference, for safety: the expected outputs never
-enter the sandbox. The driver records each test's raw output (return value in a tagged JSON that keeps
-tuples, dicts and sets apart; or captured stdout) and the grader compares outside.
+Shipped into the sandbox as program text (harness.sandbox), so it imports only the standard library,
+and only what it needs: no unittest.mock (its asyncio import alone costs ~40 ms per solution).
+It follows LiveCodeBench's lcb_runner/evaluation/testing_util.py (commit 16de2a1, 2025-05-23): the
+same import prefix, `class Solution` instantiation and `method(*args)` for functional tests;
+`if __name__` unwrapping, `wrapped_function`, their stdin stand-in (MockStdinWithBuffer) and a fake
+`open` for stdin tests; a per-test SIGALRM timeout. Differences, each for safety:
+* the expected outputs never enter the sandbox: the grader sends one test input at a time, this driver
+  answers with the raw output (captured stdout, or the return value as a tagged JSON that keeps tuples,
+  dicts and sets apart), the grader compares outside and stops at the first failure as lcb_runner does;
+* `open()` returns a fresh StringIO of the input (lcb_runner: unittest.mock's mock_open, which also
+  restarts at each call); their readline/readlines/read patches land on the replaced stdin object, not
+  on the stand-in (mock applies stacked patches bottom-up), so they change nothing and are left out;
+* each test's captured output is bounded (status output_limit) instead of growing without end.
 
-Input file inputs.json: {"mode": "functional"|"stdin", "fn_name": str|None, "inputs": [str], "timeout_s": int}
-Output file results.jsonl: {"compiled": true} or {"compile_error": str}, then one line per test run:
-{"i": n, "status": "ok", "output": ...} | {"i": n, "status": "timeout"|"runtime_error", "error": str}.
+Protocol, one JSON object per line. In (stdin): the set-up {"code", "mode", "fn_name", "timeout_s",
+"max_output_bytes"}, then {"input": str} per test. Out (the original stdout, kept on a private fd; the
+solution's own fd 1 and 2 go to /dev/null): {"event": "ready"} before reading anything, then
+{"event": "compiled"} or {"event": "compile_error", "error"}, then per test {"i", "status": "ok",
+"bytes": N, "seconds"} followed by N bytes of output, or {"i", "status": "timeout" | "runtime_error" |
+"output_limit", "error"}.
 """
 
 import ast
 import json
+import os
 import signal
 import sys
 import time
 from io import StringIO
 from types import ModuleType
-from unittest.mock import mock_open, patch
 
 IMPORT_STRING = (
     "from string import *\nfrom re import *\nfrom datetime import *\nfrom collections import *\n"
@@ -37,8 +46,66 @@ class TimeoutException(Exception):
     pass
 
 
+class OutputLimit(Exception):
+    pass
+
+
 def _on_alarm(signum, frame):
     raise TimeoutException
+
+
+class BoundedCapture(StringIO):
+    """sys.stdout during a test: refuses to grow past the bound (and remembers that it was asked to)."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+        self.size = 0
+        self.exceeded = False
+
+    def write(self, text):
+        self.size += len(text)
+        if self.size > self.limit:
+            self.exceeded = True
+            raise OutputLimit(f"more than {self.limit} characters of output")
+        return super().write(text)
+
+    def close(self):  # lcb_runner's Capturing makes close a no-op too
+        pass
+
+
+class MockBuffer:
+    """lcb_runner's MockBuffer (sys.stdin.buffer), quirks included: readline is always the first line."""
+
+    def __init__(self, inputs):
+        self.inputs = inputs.encode("utf-8")
+
+    def read(self, *args):
+        return self.inputs
+
+    def readline(self, *args):
+        return self.inputs.split(b"\n")[0] + b"\n"
+
+
+class MockStdinWithBuffer:
+    """lcb_runner's stdin stand-in: read() and readlines() give the whole input each time."""
+
+    def __init__(self, inputs):
+        self.inputs = inputs
+        self._stringio = StringIO(inputs)
+        self.buffer = MockBuffer(inputs)
+
+    def read(self, *args):
+        return self.inputs
+
+    def readline(self, *args):
+        return self._stringio.readline(*args)
+
+    def readlines(self, *args):
+        return self.inputs.split("\n")
+
+    def __getattr__(self, name):
+        return getattr(self._stringio, name)
 
 
 def clean_if_name(code):
@@ -79,12 +146,16 @@ def compile_solution(code, timeout):
 
 
 def tag(value):
-    """JSON that keeps what `==` distinguishes: tuples, dicts with any keys, sets, non-finite floats."""
-    if value is None or isinstance(value, (bool, str)):
+    """JSON that keeps what `==` distinguishes: tuples, dicts with any keys, sets, non-finite floats.
+    Subclasses become their base values, so a custom __eq__ cannot make a wrong answer equal."""
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
+        value = float(value)
         return value if value == value and value not in (float("inf"), float("-inf")) else {"__float__": repr(value)}
     if isinstance(value, list):
         return [tag(v) for v in value]
@@ -94,83 +165,103 @@ def tag(value):
         return {"__dict__": [[tag(k), tag(v)] for k, v in value.items()]}
     if isinstance(value, (set, frozenset)):
         return {"__set__": [tag(v) for v in value]}
-    return {"__repr__": repr(value)[:300], "__type__": type(value).__name__}
+    return {"__repr__": object.__repr__(value)[:300], "__type__": type(value).__name__}
 
 
 def call_with_stdin(method, inputs):
-    """Their call_method: stdin, its readline(s)/read and open() all serve the test input."""
-    lines = iter(inputs.split("\n"))
+    """Their call_method: the stdin stand-in and a fake open() serve the test input."""
+    import builtins
 
-    @patch("builtins.open", mock_open(read_data=inputs))
-    @patch("sys.stdin", StringIO(inputs))
-    @patch("sys.stdin.readline", lambda *args: next(lines))
-    @patch("sys.stdin.readlines", lambda *args: inputs.split("\n"))
-    @patch("sys.stdin.read", lambda *args: inputs)
-    def inner(_method):
-        try:
-            return _method()
-        except SystemExit:
-            pass
-
-    return inner(method)
+    real_stdin, real_open = sys.stdin, builtins.open
+    sys.stdin = MockStdinWithBuffer(inputs)
+    builtins.open = lambda *args, **kwargs: StringIO(inputs)
+    try:
+        return method()
+    except SystemExit:
+        pass
+    finally:
+        sys.stdin, builtins.open = real_stdin, real_open
 
 
 def main():
     sys.set_int_max_str_digits(50000)
-    with open("inputs.json") as f:
-        spec = json.load(f)
-    with open("solution.py") as f:
-        code = f.read()
-    out = open("results.jsonl", "w")
+    # The protocol keeps private copies of fds 0 and 1; the solution's fds 0, 1, 2 lead nowhere.
+    ctrl_in = os.fdopen(os.dup(0), "rb")
+    ctrl_out = os.dup(1)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
-    def emit(record):
-        out.write(json.dumps(record) + "\n")
-        out.flush()
+    def emit(record, payload=b""):
+        data = json.dumps(record).encode() + b"\n" + payload
+        view = memoryview(data)
+        while view:
+            view = view[os.write(ctrl_out, view):]
 
-    signal.signal(signal.SIGALRM, _on_alarm)
+    emit({"event": "ready"})
+    spec = json.loads(ctrl_in.readline())
     timeout = int(spec["timeout_s"])
+    limit = int(spec["max_output_bytes"])
     functional = spec["mode"] == "functional"
+    code, fn_name = spec["code"], spec["fn_name"]
+    del spec
+    signal.signal(signal.SIGALRM, _on_alarm)
     try:
         if functional:
             solution = compile_solution(IMPORT_STRING + "\n\n" + code, timeout)
-            method = getattr(solution, spec["fn_name"])
+            method = getattr(solution, fn_name)
         else:
             module = compile_solution(make_function(clean_if_name(code)), timeout)
             method = getattr(module, "wrapped_function")
     except BaseException as exc:  # SystemExit / KeyboardInterrupt raised by the code itself count too
-        emit({"compile_error": repr(exc)[:500]})
+        emit({"event": "compile_error", "error": repr(exc)[:500]})
         return
-    emit({"compiled": True})
+    emit({"event": "compiled"})
 
-    for i, raw in enumerate(spec["inputs"]):
+    index = 0
+    while True:
+        line = ctrl_in.readline()
+        if not line:
+            return
+        raw = json.loads(line)["input"]
         real_stdout = sys.stdout
-        captured = StringIO()
+        captured = BoundedCapture(limit)
         signal.alarm(timeout)
         try:
             if functional:
-                args = [json.loads(line) for line in raw.split("\n")]
+                args = [json.loads(arg) for arg in raw.split("\n")]
                 started = time.time()
                 prediction = method(*args)
                 signal.alarm(0)
                 if isinstance(prediction, tuple):  # theirs: tuples count as lists at the top level
                     prediction = list(prediction)
-                emit({"i": i, "status": "ok", "output": tag(prediction), "seconds": time.time() - started})
+                payload = json.dumps(tag(prediction)).encode()
             else:
                 sys.stdout = captured
                 started = time.time()
                 call_with_stdin(method, raw)
                 signal.alarm(0)
                 sys.stdout = real_stdout
-                emit({"i": i, "status": "ok", "output": captured.getvalue(), "seconds": time.time() - started})
+                if captured.exceeded:
+                    raise OutputLimit(f"more than {limit} characters of output")
+                payload = captured.getvalue().encode("utf-8", "surrogatepass")
+            if len(payload) > limit:
+                raise OutputLimit(f"{len(payload)} bytes of output, more than {limit}")
+            emit({"i": index, "status": "ok", "bytes": len(payload), "seconds": time.time() - started}, payload)
         except BaseException as exc:
             signal.alarm(0)
             sys.stdout = real_stdout
-            status = "timeout" if isinstance(exc, TimeoutException) else "runtime_error"
-            emit({"i": i, "status": status, "error": repr(exc)[:500]})
+            if isinstance(exc, OutputLimit) or captured.exceeded:
+                status = "output_limit"
+            else:
+                status = "timeout" if isinstance(exc, TimeoutException) else "runtime_error"
+            emit({"i": index, "status": status, "error": repr(exc)[:500]})
             return
         finally:
             signal.alarm(0)
             sys.stdout = real_stdout
+        index += 1
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ from harness.livecodebench.dataset import TestCase
 
 PER_TEST_TIMEOUT_S = 6  # lcb_runner's default `timeout`
 DRIVER_SOURCE = (Path(__file__).parent / "driver.py").read_text()
+# A test's output may be this large (LiveCodeBench's largest expected outputs are a few MB); beyond
+# it the test fails with status output_limit. Not a total: every test gets the full amount.
+MAX_TEST_OUTPUT_BYTES = 64 << 20
+_HEADER_LIMIT = 1 << 16
+_TEST_STATUSES = ("ok", "timeout", "runtime_error", "output_limit")
 _DETAIL_CHARS = 300
 
 # Their compute_code_generation_metrics.py raises the limit for long integer outputs; json.loads of
@@ -49,7 +54,7 @@ class GradeJob:
 @dataclass(frozen=True)
 class Grade:
     passed: bool
-    # passed | no_code | compile_error | wrong_answer | runtime_error | timeout | global_timeout | sandbox_error
+    # passed | no_code | compile_error | wrong_answer | runtime_error | timeout | output_limit | global_timeout\n    # | sandbox_error (the sandbox itself failed; never for what the solution did)
     status: str
     n_tests: int
     n_passed: int  # tests passed before the first failure
@@ -111,7 +116,9 @@ def _decimals(line: str) -> list[Decimal] | None:
 
 
 def stdout_matches(prediction: str, expected: str) -> tuple[bool, str]:
-    """Their grade_stdio comparison: same number of stripped lines, each equal or equal as Decimals."""
+    """Their grade_stdio comparison: same number of stripped lines, each equal or equal as Decimals.
+    A signalling NaN (`sNaN`) makes Decimal's == raise; lcb_runner then reports "Error during testing"
+    (-4), here it is what it is, a wrong answer."""
     got, want = _stripped_lines(prediction), _stripped_lines(expected)
     if len(got) != len(want):
         return False, "wrong answer: mismatched output length"
@@ -119,63 +126,134 @@ def stdout_matches(prediction: str, expected: str) -> tuple[bool, str]:
         if g == w:
             continue
         dg, dw = _decimals(g), _decimals(w)
-        if dg is None or dw is None or dg != dw:
+        try:
+            equal = dg is not None and dw is not None and dg == dw
+        except InvalidOperation:
+            equal = False
+        if not equal:
             return False, f"wrong answer at line {index}: {_short(g)} != {_short(w)}"
     return True, ""
 
 
-def _parse_results(text: str) -> list[dict[str, Any]]:
-    rows = []
-    for line in text.splitlines():
+class _Malformed(Exception):
+    """The sandbox's answer does not follow the driver's protocol: something inside wrote it."""
+
+
+def _header(proc: sandbox.Process) -> dict[str, Any] | None:
+    line = proc.read_line(_HEADER_LIMIT)
+    if line is None:
+        return None
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise _Malformed(f"unreadable record {_short(line.decode('utf-8', 'replace'))}") from exc
+    if not isinstance(record, dict):
+        raise _Malformed(f"unexpected record {_short(record)}")
+    return record
+
+
+def _ended(proc: sandbox.Process, n: int, index: int) -> Grade:
+    """The process stopped answering during test `index` (None: while compiling)."""
+    proc.finish()
+    if proc.timed_out:
+        return Grade(False, "global_timeout", n, index or 0, index, "killed: whole-solution timeout", proc.wall_s)
+    why = f"the process ended (exit status {proc.returncode})"
+    if index is None:
+        return Grade(False, "compile_error", n, 0, None, why, proc.wall_s)
+    return Grade(False, "runtime_error", n, index, index, why, proc.wall_s)
+
+
+def _expected_value(test: TestCase) -> Any:
+    return json.loads(test.output)
+
+
+def _check(job: GradeJob, index: int, payload: bytes) -> str | None:
+    """None if test `index` passed, else why not; raises _Malformed for output the driver cannot have written."""
+    test = job.tests[index]
+    if job.func_name is not None:
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut short by a kill or the file-size limit: nothing after it counts
-    return rows
+            prediction = untag(json.loads(payload))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            raise _Malformed(f"unreadable return value ({type(exc).__name__})") from exc
+        expected = _expected_value(test)
+        try:
+            equal = bool(prediction == expected)
+        except (RecursionError, ValueError, TypeError, InvalidOperation):
+            equal = False
+        return None if equal else f"got {_short(prediction)}, expected {_short(expected)}"
+    ok, why = stdout_matches(payload.decode("utf-8", "surrogatepass"), test.output)
+    return None if ok else why
 
 
 def grade(job: GradeJob, per_test_timeout_s: int = PER_TEST_TIMEOUT_S,
           limits: sandbox.Limits | None = None) -> Grade:
-    """Runs one solution on all its tests in one sandboxed process and compares outside."""
+    """Runs one solution in a fresh sandbox, one test at a time, comparing each output out here and
+    stopping at the first failure (as lcb_runner does): the expected outputs never enter the sandbox."""
     n = len(job.tests)
     if not job.code.strip():
         return Grade(False, "no_code", n, 0, None, "no complete ```-fenced code block in the response", 0.0)
-    functional = job.func_name is not None
     whole_timeout = (per_test_timeout_s + 1) * n + 5
-    limits = limits or sandbox.Limits(wall_seconds=whole_timeout, cpu_seconds=int(whole_timeout) + 1,
-                                      memory_bytes=4 << 30, file_size_bytes=256 << 20)
-    spec = {"mode": "functional" if functional else "stdin", "fn_name": job.func_name,
-            "inputs": [t.input for t in job.tests], "timeout_s": per_test_timeout_s}
-    run = sandbox.run_python(DRIVER_SOURCE, files={"solution.py": job.code, "inputs.json": json.dumps(spec)},
-                             collect=["results.jsonl"], limits=limits)
-    if run.sandbox_error:
-        return Grade(False, "sandbox_error", n, 0, None, run.sandbox_error[:_DETAIL_CHARS], run.wall_s,
-                     run.sandbox_error)
-    rows = _parse_results(run.files.get("results.jsonl", ""))
-    if not rows or "compile_error" in rows[0]:
-        detail = rows[0]["compile_error"] if rows else _short(run.stderr.strip()) or "the solution did not start"
-        status = "global_timeout" if run.timed_out and not rows else "compile_error"
-        return Grade(False, status, n, 0, None, _short(detail), run.wall_s)
-    for index, test in enumerate(job.tests):
-        row = rows[index + 1] if index + 1 < len(rows) else None
-        if row is None:  # the process died or was killed during this test
-            status = "global_timeout" if run.timed_out else "runtime_error"
-            why = "killed: whole-solution timeout" if run.timed_out else (
-                _short(run.stderr.strip()) or f"the process ended (exit {run.exit_code}, signal {run.signal})")
-            return Grade(False, status, n, index, index, why, run.wall_s)
-        if row["status"] != "ok":
-            return Grade(False, row["status"], n, index, index, _short(row.get("error", "")), run.wall_s)
-        if functional:
-            expected = json.loads(test.output)
-            prediction = untag(row["output"])
-            if prediction != expected:
-                return Grade(False, "wrong_answer", n, index, index,
-                             f"got {_short(prediction)}, expected {_short(expected)}", run.wall_s)
-        else:
-            ok, why = stdout_matches(row["output"], test.output)
-            if not ok:
-                return Grade(False, "wrong_answer", n, index, index, why, run.wall_s)
-    return Grade(True, "passed", n, n, None, "", run.wall_s)
+    limits = limits or default_limits(whole_timeout)
+    try:
+        proc = sandbox.start(DRIVER_SOURCE, limits)
+    except OSError as exc:
+        return Grade(False, "sandbox_error", n, 0, None, f"cannot start the sandbox: {exc!r}", 0.0, repr(exc))
+    try:
+        return _converse(proc, job, per_test_timeout_s, limits)
+    finally:
+        proc.finish()
+
+
+def default_limits(whole_timeout: float) -> sandbox.Limits:
+    return sandbox.Limits(wall_seconds=whole_timeout, cpu_seconds=int(whole_timeout) + 1, memory_bytes=4 << 30,
+                          file_size_bytes=64 << 20, max_output_bytes=MAX_TEST_OUTPUT_BYTES)
+
+
+def _converse(proc: sandbox.Process, job: GradeJob, timeout_s: int, limits: sandbox.Limits) -> Grade:
+    n = len(job.tests)
+    ready = proc.read_line(_HEADER_LIMIT)
+    if ready != b'{"event": "ready"}':  # nothing of the solution has run yet: the sandbox failed
+        proc.finish()
+        error = bytes(proc.stderr).decode("utf-8", "replace").strip() or f"exit status {proc.returncode}"
+        return Grade(False, "sandbox_error", n, 0, None, _short(error), proc.wall_s, error)
+    setup = {"code": job.code, "mode": "functional" if job.func_name is not None else "stdin",
+             "fn_name": job.func_name, "timeout_s": timeout_s, "max_output_bytes": limits.max_output_bytes}
+    proc.send(json.dumps(setup).encode() + b"\n")
+    index: int | None = None
+    try:
+        record = _header(proc)
+        if record is None:
+            return _ended(proc, n, None)
+        if record.get("event") == "compile_error":
+            return Grade(False, "compile_error", n, 0, None, _short(str(record.get("error"))), proc.wall_s)
+        if record != {"event": "compiled"}:
+            raise _Malformed(f"unexpected record {_short(record)}")
+        for index, test in enumerate(job.tests):
+            proc.send(json.dumps({"input": test.input}).encode() + b"\n")
+            record = _header(proc)
+            if record is None:
+                return _ended(proc, n, index)
+            status = record.get("status")
+            if record.get("i") != index or status not in _TEST_STATUSES:
+                raise _Malformed(f"unexpected record {_short(record)}")
+            if status != "ok":
+                return Grade(False, status, n, index, index, _short(str(record.get("error", ""))), proc.wall_s)
+            size = record.get("bytes")
+            if not isinstance(size, int) or size < 0:
+                raise _Malformed(f"unexpected record {_short(record)}")
+            if size > limits.max_output_bytes:
+                return Grade(False, "output_limit", n, index, index, f"{size} bytes of output", proc.wall_s)
+            payload = proc.read_exact(size)
+            if payload is None:
+                return _ended(proc, n, index)
+            why = _check(job, index, payload)
+            if why is not None:
+                return Grade(False, "wrong_answer", n, index, index, why, proc.wall_s)
+    except _Malformed as exc:
+        at = index or 0
+        return Grade(False, "runtime_error", n, at, index, f"malformed result from the solution's process: {exc}",
+                     proc.wall_s)
+    return Grade(True, "passed", n, n, None, "", proc.wall_s)
 
 
 def grade_many(jobs: Sequence[GradeJob], workers: int | None = None, show_progress: bool = True,
