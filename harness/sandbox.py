@@ -191,6 +191,62 @@ def _argv(program: str, limits: Limits, unsafe: bool) -> list[str]:
     return [found[0], *bwrap_options(limits), *python]
 
 
+# --- process count as root ---------------------------------------------------------------------
+# RLIMIT_NPROC does not apply to processes whose real uid is host root (kernel/fork.c exempts
+# INIT_USER), and bwrap run by root maps the sandbox's uid 65534 onto host root. So as root each run
+# also gets its own pids cgroup (v2, else v1) with pids.max; `sh` joins it and execs bwrap, so every
+# process of the run is counted from the start. Not root: the rlimit holds (own user namespace).
+
+_cgroup_serial = iter(range(1 << 62))
+
+
+@functools.cache
+def _pids_cgroup_root() -> str | None:
+    """A pids cgroup directory this (root) process may create children in, or None."""
+    if os.geteuid() != 0:
+        return None
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/pids"):
+        probe = os.path.join(root, f"harness-probe-{os.getpid()}")
+        try:
+            os.mkdir(probe)
+        except OSError:
+            continue
+        try:
+            if os.path.exists(os.path.join(probe, "pids.max")):
+                return root
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(probe)
+    return None
+
+
+def _new_pids_cgroup(max_tasks: int) -> str | None:
+    root = _pids_cgroup_root()
+    if root is None:
+        return None
+    path = os.path.join(root, f"harness-sandbox-{os.getpid()}-{next(_cgroup_serial)}")
+    try:
+        os.mkdir(path)
+        with open(os.path.join(path, "pids.max"), "w") as f:
+            f.write(str(max_tasks))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+        return None
+    return path
+
+
+def _remove_cgroup(path: str) -> None:
+    for _ in range(50):  # the killed processes leave the cgroup a moment after SIGKILL
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
+
+
 _PROBE = r"""
 import ctypes, json, os
 def status(key):
@@ -252,6 +308,12 @@ def _probe() -> Isolation:
             "kernel.apparmor_restrict_unprivileged_userns=0`; in a container, allow user namespaces "
             "(e.g. docker --security-opt seccomp=unconfined) or run where they are allowed",))
     options = tuple(bwrap_options(Limits()))
+    if os.geteuid() != 0:
+        held["process_limit"] = "RLIMIT_NPROC in the run's own user namespace"
+    elif _pids_cgroup_root():
+        held["process_limit"] = f"a pids cgroup per run under {_pids_cgroup_root()} (RLIMIT_NPROC does not bind root)"
+    else:
+        held["process_limit"] = "NONE: running as root without a writable pids cgroup; a fork bomb is only stopped by the wall clock"
     notes = ["seccomp: none added (bwrap's own); namespaces, uid 65534, no capabilities and no new user "
              "namespaces stand instead"]
     return Isolation("bubblewrap", path, version, source, options, held, tuple(notes))
@@ -290,7 +352,12 @@ class Process:
         self.deadline = self.started + limits.wall_seconds
         self._workdir = tempfile.mkdtemp(prefix="harness-unsafe-") if unsafe else None
         env = {"LANG": "C.UTF-8", "HOME": self._workdir, "PATH": "/usr/bin:/bin"} if unsafe else {}
-        self._proc = subprocess.Popen(_argv(program, limits, unsafe), stdin=subprocess.PIPE,
+        argv = _argv(program, limits, unsafe)
+        # bwrap's monitor and the namespace's init count too
+        self.cgroup = None if unsafe else _new_pids_cgroup(limits.max_processes + 2)
+        if self.cgroup:
+            argv = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.cgroup, *argv]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                       cwd=self._workdir or "/", start_new_session=True, close_fds=True)
         assert self._proc.stdin and self._proc.stdout and self._proc.stderr
@@ -418,6 +485,8 @@ class Process:
                 stream.close()  # type: ignore[union-attr]
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
+        if self.cgroup:
+            _remove_cgroup(self.cgroup)
         return self._proc.returncode
 
     @property

@@ -5,9 +5,6 @@ solutions, and adversarial ones, each contained and graded as failed while gradi
 from __future__ import annotations
 
 import json
-import os
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -161,77 +158,24 @@ def test_extract_code_last_and_first_block():
     assert extract_code("```\na\n```\ntext\n```\nunfinished", "last") == "a"
 
 
-# ------------------------------------------------------------------------------------- adversarial
-
-
-ADVERSARIAL = {
-    "infinite_loop": "while True:\n    pass\n",
-    "fork_bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-    "allocate_10gb": "b = bytearray(10 * 1024 ** 3)\nprint(len(b))\n",
-    "kill_parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint(input())\n",
-    "flood_stdout": "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(200):\n    sys.stdout.write(chunk)\n",
-}
-
-
-def test_adversarial_solutions_are_contained_and_fail_while_others_pass(tmp_path, monkeypatch):
-    secret = "sk-LCB-SECRET-42"
-    monkeypatch.setenv("DEEPSEEK_API_KEY", secret)
-    outside = tmp_path / "outside.txt"
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(5)
-    listener.settimeout(0.2)
-    port = listener.getsockname()[1]
-    accepted: list[object] = []
-    stop = threading.Event()
-
-    def accept_loop():
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept())
-            except OSError:
-                pass
-
-    threading.Thread(target=accept_loop, daemon=True).start()
-    codes = dict(ADVERSARIAL)
-    codes["write_outside"] = f"open({str(outside)!r}, 'w').write('pwned')\nprint(input())\n"
-    codes["read_env_key"] = "import os\nprint(os.environ.get('DEEPSEEK_API_KEY', 'none'))\n"
-    codes["connect_loopback"] = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
-                                 "print(input())\n")
-    codes["kill_grader"] = f"import os, signal\nos.kill({os.getpid()}, signal.SIGKILL)\nprint(input())\n"
-    names = sorted(codes)
-    # Each must print its input back to pass; an honest solution rides along to prove grading goes on.
-    jobs = [stdin_job(codes[n], ("hello", "hello")) for n in names] + [stdin_job("print(input())\n", ("hello", "hello"))]
-    started = time.monotonic()
-    grades = grade_many(jobs, workers=2, show_progress=False, per_test_timeout_s=2)
-    elapsed = time.monotonic() - started
-    stop.set()
-    by_name = dict(zip(names + ["honest"], grades))
-    assert by_name["honest"].passed
-    for name in names:
-        g = by_name[name]
-        assert not g.passed, (name, g)
-        assert g.status != "sandbox_error", (name, g)
-        assert secret not in g.detail
-    assert not outside.exists()
-    assert accepted == []
-    assert elapsed < 120
-    print({n: (g.status, round(g.wall_s, 2)) for n, g in by_name.items()})
+# ------------------------------------------------------------------------------------- machinery
 
 
 def test_a_failure_of_the_grading_machinery_is_recorded_on_that_solution_and_the_rest_are_graded(monkeypatch):
-    """The sandbox itself failing (here: its launcher cannot start) must not stop the run."""
+    """The sandbox itself failing (here: bwrap cannot start) must not stop the run, nor be the solution's fault."""
     from harness.livecodebench import grader
 
-    real = grader.sandbox.run_python
+    real = grader.sandbox.start
+    calls = []
 
-    def flaky(source, **kwargs):
-        if "BREAK-THE-SANDBOX" in kwargs["files"]["solution.py"]:
-            raise OSError("cannot start the sandbox launcher")
-        return real(source, **kwargs)
+    def flaky(program, limits):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("cannot start bwrap")
+        return real(program, limits)
 
-    monkeypatch.setattr(grader.sandbox, "run_python", flaky)
-    broken, fine = grade_many([stdin_job("# BREAK-THE-SANDBOX\nprint(input())\n", ("a", "a")),
-                               stdin_job("print(input())\n", ("a", "a"))], show_progress=False)
-    assert broken.status == "sandbox_error" and "cannot start" in broken.sandbox_error and not broken.passed
+    monkeypatch.setattr(grader.sandbox, "start", flaky)
+    broken, fine = grade_many([stdin_job("print(input())\n", ("a", "a")), stdin_job("print(input())\n", ("a", "a"))],
+                              show_progress=False, workers=1)
+    assert broken.status == "sandbox_error" and "cannot start bwrap" in broken.sandbox_error and not broken.passed
     assert fine.passed

@@ -98,17 +98,23 @@ def test_cpu_limit_stops_a_busy_loop_before_the_wall_clock() -> None:
 
 
 def test_fork_bomb_with_setsid_children_is_contained() -> None:
-    code = ("import os, time\n"
-            "for _ in range(100000):\n"
+    code = ("import os, time\nn = 0\n"
+            "for _ in range(1000):\n"
             "    try:\n"
             "        if os.fork() == 0:\n"
-            "            os.setsid(); time.sleep(60)\n"
+            "            os.setsid(); time.sleep(60); os._exit(0)\n"
+            "        n += 1\n"
             "    except OSError:\n"
-            "        pass\n"
-            "print('forks refused')\n")
+            "        break\n"
+            "print(n, flush=True)\n"
+            "time.sleep(60)\n")
     started = time.monotonic()
-    result = run_contained(code, limits=Limits(wall_seconds=5))
-    assert time.monotonic() - started < 5 + SLACK_S
+    before = len(os.listdir("/proc"))
+    result = run_contained(code, limits=Limits(wall_seconds=3, max_processes=16))
+    assert result.timed_out and time.monotonic() - started < 3 + SLACK_S
+    assert 0 < int(result.stdout) < 16, result  # refused at the process limit, not at 1,000
+    assert "process_limit" in isolation().held and not isolation().held["process_limit"].startswith("NONE")
+    assert len(os.listdir("/proc")) < before + 16
     assert subprocess.run([sys.executable, "-c", "pass"]).returncode == 0
 
 

@@ -214,7 +214,9 @@ def _converse(proc: sandbox.Process, job: GradeJob, timeout_s: int, limits: sand
     ready = proc.read_line(_HEADER_LIMIT)
     if ready != b'{"event": "ready"}':  # nothing of the solution has run yet: the sandbox failed
         proc.finish()
-        error = bytes(proc.stderr).decode("utf-8", "replace").strip() or f"exit status {proc.returncode}"
+        error = (bytes(proc.stderr).decode("utf-8", "replace").strip()
+                 or f"the sandbox did not start (exit status {proc.returncode}, first line {_short(repr(ready))}, "
+                    f"{'timed out' if proc.timed_out else 'ended'} after {proc.wall_s:.1f} s)")
         return Grade(False, "sandbox_error", n, 0, None, _short(error), proc.wall_s, error)
     setup = {"code": job.code, "mode": "functional" if job.func_name is not None else "stdin",
              "fn_name": job.func_name, "timeout_s": timeout_s, "max_output_bytes": limits.max_output_bytes}
