@@ -22,10 +22,11 @@ def main(cfg: DictConfig) -> None:
     from harness.config import ConfigError
     from harness.endpoints.base import EndpointError
     from harness.run import format_report, run
+    from harness.sandbox import SandboxUnavailable
 
     try:
         result = run(cfg)
-    except (EndpointError, ConfigError, FileExistsError) as exc:
+    except (EndpointError, ConfigError, FileExistsError, SandboxUnavailable) as exc:
         _fail(str(exc), 2)
     except KeyboardInterrupt:
         _fail("interrupted. Responses received so far are in the cache; re-run the same command to resume "

