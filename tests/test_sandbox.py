@@ -280,8 +280,8 @@ def test_concurrent_runs_cannot_see_each_other() -> None:
 
 
 def test_unavailable_bwrap_stops_with_the_fix_and_unsafe_local_is_an_explicit_recorded_choice(monkeypatch) -> None:
-    monkeypatch.setattr(sandbox, "find_bwrap", lambda: None)
-    sandbox._probe.cache_clear()
+    monkeypatch.setattr(sandbox.bwrap, "find_bwrap", lambda: None)
+    sandbox.policy._probe.cache_clear()
     try:
         with pytest.raises(sandbox.SandboxUnavailable) as raised:
             run_python("print(1)")
@@ -292,7 +292,7 @@ def test_unavailable_bwrap_stops_with_the_fix_and_unsafe_local_is_an_explicit_re
         assert run_python("print(6 * 7)").stdout == "42\n"
     finally:
         sandbox.configure(unsafe_local=False)
-        sandbox._probe.cache_clear()
+        sandbox.policy._probe.cache_clear()
 
 
 def test_bwrap_that_cannot_create_namespaces_is_reported_unavailable(monkeypatch, tmp_path: Path) -> None:
@@ -301,12 +301,12 @@ def test_bwrap_that_cannot_create_namespaces_is_reported_unavailable(monkeypatch
     fake.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'bubblewrap 0.11.0'; exit 0; fi\n"
                     "echo 'bwrap: No permissions to create a new namespace' >&2; exit 1\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(sandbox, "find_bwrap", lambda: (str(fake), "system"))
-    sandbox._probe.cache_clear()
+    monkeypatch.setattr(sandbox.bwrap, "find_bwrap", lambda: (str(fake), "system"))
+    sandbox.policy._probe.cache_clear()
     try:
         iso = isolation()
         assert iso.mode == "unavailable" and "No permissions to create a new namespace" in iso.notes[0]
         with pytest.raises(sandbox.SandboxUnavailable, match="unprivileged_userns_clone"):
             sandbox.require()
     finally:
-        sandbox._probe.cache_clear()
+        sandbox.policy._probe.cache_clear()
