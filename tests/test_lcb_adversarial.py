@@ -263,11 +263,36 @@ FIND_CONTROL = ("import os, stat\nfds = [fd for fd in range(3, 64)\n"
     b'{"i": 7, "status": "passed"}\n',                    # an unknown status for another test
     b'[' * 100000 + b'\n',                                # a JSON bomb for the parser
     b'{"event": "compiled"}\n',
+    b'{"i": 0, "status": "ok", "bytes": 1, "seconds": 0}\n\xff',  # bytes the driver never writes
 ])
 def test_forged_or_malformed_result_rows_are_the_solutions_failure(forgery):
     code = FIND_CONTROL + f"input()\nfor fd in fds:\n    try:\n        os.write(fd, {forgery!r})\n    except OSError:\n        pass\n"
     [g] = batch(stdin_job(code, ("x", "real-answer")))
     assert not g.passed and g.status in ("runtime_error", "wrong_answer", "output_limit"), g
+
+
+def test_huge_wrong_outputs_cost_the_grader_little_memory():
+    """Outputs are parsed out here, outside every sandbox limit: a test's output is bounded relative to its
+    expected output, and numbers are compared token by token (the audit saw 4.3 GB and 14 s of grader CPU
+    for 32 MB of "0 " against "5")."""
+    import tracemalloc
+
+    zeros = stdin_job("import sys\ninput()\nsys.stdout.write('0 ' * ((32 << 20) - 8))\n", ("x", "5"))
+    forged = GradeJob(FIND_CONTROL + "for fd in fds:\n    try:\n        os.write(fd, b'{\"i\": 0, \"status\": \"ok\", "
+                      "\"bytes\": 67108000}\\n' + b'[],' * 22369333)\n    except OSError:\n        pass\n",
+                      (TestCase("1", "[1]", "functional"),), "f")
+    near = stdin_job("import sys\ninput()\nsys.stdout.write('0 ' * 2_000_000)\n", ("x", "0 " * 1_999_999 + "1"))
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        g_zeros, g_forged, g_near = batch(zeros, forged, near, timeout=6)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert g_zeros.status == "output_limit" and g_forged.status in ("output_limit", "runtime_error"), (g_zeros, g_forged)
+    assert g_near.status == "wrong_answer", g_near  # 4 MB against 4 MB: compared, the last token differs
+    assert peak < 150 << 20, f"grader allocated {peak / 2**20:.0f} MiB"
+    assert time.monotonic() - started < 60
 
 
 def test_functional_forged_payloads_and_odd_values_fail():

@@ -14,8 +14,8 @@ same import prefix, `class Solution` instantiation and `method(*args)` for funct
   on the stand-in (mock applies stacked patches bottom-up), so they change nothing and are left out;
 * each test's captured output is bounded (status output_limit) instead of growing without end.
 
-Protocol, one JSON object per line. In (stdin): the set-up {"code", "mode", "fn_name", "timeout_s",
-"max_output_bytes"}, then {"input": str} per test. Out (the original stdout, kept on a private fd; the
+Protocol, one JSON object per line. In (stdin): the set-up {"code", "mode", "fn_name", "timeout_s"},
+then {"input": str, "max_output_bytes": int} per test. Out (the original stdout, kept on a private fd; the
 solution's own fd 1 and 2 go to /dev/null): {"event": "ready"} before reading anything, then
 {"event": "compiled"} or {"event": "compile_error", "error"}, then per test {"i", "status": "ok",
 "bytes": N, "seconds"} followed by N bytes of output, or {"i", "status": "timeout" | "runtime_error" |
@@ -202,7 +202,6 @@ def main():
     emit({"event": "ready"})
     spec = json.loads(ctrl_in.readline())
     timeout = int(spec["timeout_s"])
-    limit = int(spec["max_output_bytes"])
     functional = spec["mode"] == "functional"
     code, fn_name = spec["code"], spec["fn_name"]
     del spec
@@ -224,7 +223,8 @@ def main():
         line = ctrl_in.readline()
         if not line:
             return
-        raw = json.loads(line)["input"]
+        request = json.loads(line)
+        raw, limit = request["input"], int(request["max_output_bytes"])
         real_stdout = sys.stdout
         captured = BoundedCapture(limit)
         signal.alarm(timeout)

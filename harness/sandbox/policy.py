@@ -16,7 +16,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.sandbox import bwrap, cgroup
+from harness.sandbox import bwrap
 from harness.sandbox.bwrap import Limits
 from harness.sandbox.process import Execution, Process, execute
 
@@ -61,6 +61,12 @@ def status(key):
     for line in open('/proc/self/status'):
         if line.startswith(key + ':'):
             return line.split(':', 1)[1].strip()
+def opens_for_writing(path):
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+        return True
+    except OSError:
+        return False
 def writable(d):
     try:
         with open(os.path.join(d, '.probe'), 'w') as f:
@@ -71,7 +77,7 @@ def writable(d):
         return False
 libc = ctypes.CDLL(None, use_errno=True)
 st = os.statvfs('/tmp')
-print(json.dumps({
+report = {
     'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups(),
     'capabilities_effective': status('CapEff'), 'capabilities_bounding': status('CapBnd'),
     'no_new_privs': status('NoNewPrivs'),
@@ -81,8 +87,21 @@ print(json.dumps({
     'network_interfaces': sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]),
     'visible_pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),
     'new_user_namespace': libc.unshare(0x10000000) == 0,
+    'proc_sys_writable': opens_for_writing('/proc/sys/kernel/printk_ratelimit_burst'),
     'environment': sorted(os.environ),
-}))
+}
+forks = 0
+for _ in range(64):
+    try:
+        if os.fork() == 0:
+            import time
+            time.sleep(0.3)
+            os._exit(0)
+        forks += 1
+    except OSError:
+        break
+report['forks_allowed'] = forks
+print(json.dumps(report))
 """
 
 
@@ -116,12 +135,7 @@ def _probe() -> Isolation:
             "kernel.apparmor_restrict_unprivileged_userns=0`; in a container, allow user namespaces "
             "(e.g. docker --security-opt seccomp=unconfined) or run where they are allowed",))
     options = tuple(bwrap.bwrap_options(Limits()))
-    if os.geteuid() != 0:
-        held["process_limit"] = "RLIMIT_NPROC in the run's own user namespace"
-    elif cgroup.pids_cgroup_root():
-        held["process_limit"] = f"a pids cgroup per run under {cgroup.pids_cgroup_root()} (RLIMIT_NPROC does not bind root)"
-    else:
-        held["process_limit"] = "NONE: running as root without a writable pids cgroup; a fork bomb is only stopped by the wall clock"
+    held["host_uid"] = bwrap.host_uid() if bwrap.host_uid() is not None else os.geteuid()
     notes = ["seccomp: none added (bwrap's own); namespaces, uid 65534, no capabilities and no new user "
              "namespaces stand instead"]
     return Isolation("bubblewrap", path, version, source, options, held, tuple(notes))

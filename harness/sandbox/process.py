@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.sandbox import bwrap, cgroup
+from harness.sandbox import bwrap
 from harness.sandbox.bwrap import Limits
 
 _CHUNK = 1 << 20
@@ -58,11 +58,9 @@ class Process:
         self._workdir = tempfile.mkdtemp(prefix="harness-unsafe-") if unsafe else None
         env = {"LANG": "C.UTF-8", "HOME": self._workdir, "PATH": "/usr/bin:/bin"} if unsafe else {}
         argv = bwrap.argv(program, limits, unsafe)
-        # bwrap's monitor and the namespace's init count too
-        self.cgroup = None if unsafe else cgroup.new_pids_cgroup(limits.max_processes + 2)
-        if self.cgroup:
-            argv = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.cgroup, *argv]
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
+        run_as = None if unsafe else bwrap.host_uid()
+        ids = {"user": run_as, "group": run_as, "extra_groups": []} if run_as is not None else {}
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, **ids,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                       cwd=self._workdir or "/", start_new_session=True, close_fds=True)
         assert self._proc.stdin and self._proc.stdout and self._proc.stderr
@@ -190,8 +188,6 @@ class Process:
                 stream.close()  # type: ignore[union-attr]
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
-        if self.cgroup:
-            cgroup.remove_cgroup(self.cgroup)
         return self._proc.returncode
 
     @property
