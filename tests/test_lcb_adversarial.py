@@ -369,3 +369,81 @@ def test_stop_at_the_first_failure_so_later_tests_never_run():
     g = grade(stdin_job(code, ("a", "a"), ("b", "wrong"), ("c", "c")))
     assert (g.status, g.n_passed, g.failed_test) == ("wrong_answer", 1, 1), g
     assert g.wall_s < 3, g
+
+
+# -------------------------------------------------------------------------------- second review's findings
+
+
+def test_flooding_the_control_pipe_while_the_grader_writes_is_cut_off():
+    """The solution shrinks the pipe the grader writes inputs into and floods the one it reads results from:
+    the grader reads ahead only what the protocol allows (a round found 2 GiB buffered in 2 s)."""
+    import tracemalloc
+
+    code = ("import os, fcntl\nclass Solution:\n"
+            "    fcntl.fcntl(3, 1031, 4096)\n"
+            "    os.write(4, b'{\"event\": \"compiled\"}\\n')\n"
+            "    for _ in range(512):\n        os.write(4, b'x' * (1 << 20))\n"
+            "    def f(self, x):\n        return x\n")
+    job = GradeJob(code, (TestCase(json.dumps("y" * 200_000), json.dumps("y" * 200_000), "functional"),), "f")
+    tracemalloc.start()
+    try:
+        [g] = batch(job, timeout=4)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not g.passed and g.status == "runtime_error", g
+    assert peak < 150 << 20, f"grader allocated {peak / 2**20:.0f} MiB"
+
+
+def test_colliding_hashes_in_a_forged_set_cost_the_grader_no_quadratic_time():
+    """A forged return value: a set of ints that all collide, written straight into the result pipe."""
+    code = ("import json, os\n"
+            "payload = json.dumps({'__set__': [k * (2 ** 61 - 1) for k in range(1, 41000)]}).encode()\n"
+            "for fd in (3, 4, 5, 6):\n"
+            "    try:\n"
+            "        os.write(fd, b'{\"event\": \"compiled\"}\\n' + json.dumps({'i': 0, 'status': 'ok', "
+            "'bytes': len(payload)}).encode() + b'\\n' + payload)\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "class Solution:\n    def f(self, x):\n        return x\n")
+    started = time.monotonic()
+    [g] = batch(GradeJob(code, (TestCase("1", "[1]", "functional"),), "f"))
+    assert not g.passed and g.status in ("wrong_answer", "runtime_error"), g
+    assert time.monotonic() - started < 5
+
+
+def test_lone_surrogates_in_what_a_solution_prints_are_safe_to_record():
+    [g] = batch(stdin_job("print('\\ud800')\n", ("x", "1")))
+    assert g.status == "wrong_answer"
+    json.dumps(g.to_dict(), ensure_ascii=False).encode("utf-8")  # what samples.jsonl does
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user the runs have that user's uid")
+def test_each_run_has_a_host_uid_no_one_else_has():
+    """Host uid 65534 ("nobody") could kill or ptrace runs that share it; each run gets its own uid."""
+    import subprocess
+
+    code = "import time\ninput()\ntime.sleep(2)\nprint('x')\n"
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(grade, stdin_job(code, ("x", "x"))) for _ in range(2)]
+        time.sleep(1.0)
+        uids, pids = set(), []
+        from harness.sandbox.bwrap import RUN_UIDS
+
+        for pid in os.listdir("/proc"):  # the runs' processes: their uids are from the runs' range
+            try:
+                uid = int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0]) if pid.isdigit() else -1
+            except OSError:
+                continue
+            if uid in RUN_UIDS:
+                uids.add(uid)
+                pids.append(int(pid))
+        killer = subprocess.run(["python3", "-c", f"import os\nfor p in {pids}:\n    try:\n        os.kill(p, 9)\n"
+                                 "    except OSError as e:\n        print(e.errno)\n"],
+                                user=65534, group=65534, extra_groups=[], capture_output=True, text=True)
+        grades = [f.result() for f in futures]
+    assert len(uids) >= 2, uids  # the two runs do not share a uid
+    assert all(g.passed for g in grades), grades  # nobody could not kill them
+    assert killer.stdout.split() == ["1"] * len(pids)  # EPERM for every one

@@ -86,8 +86,10 @@ def test_functional_multiple_json_arguments_and_bool_int_equality():
 
 def test_untag_round_trips_what_eq_distinguishes():
     assert untag({"__tuple__": [1, 2]}) == (1, 2)
-    assert untag({"__dict__": [[1, "a"]]}) == {1: "a"}
-    assert untag({"__set__": [1, 2]}) == {1, 2}
+    assert untag({"__dict__": [["k", "a"]]}) == {"k": "a"}
+    # A set or a dict keyed by non-strings equals no JSON value: kept opaque (never rebuilt), equal to nothing.
+    assert untag({"__dict__": [[1, "a"]]}) != {1: "a"} and untag({"__dict__": [[1, "a"]]}) != {"1": "a"}
+    assert untag({"__set__": [1, 2]}) != [1, 2] and untag({"__set__": [1, 2]}) != {1, 2}
     assert untag({"__repr__": "<obj>", "__type__": "X"}) != untag({"__repr__": "<obj>", "__type__": "X"})
 
 

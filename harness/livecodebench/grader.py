@@ -66,6 +66,12 @@ class Grade:
     wall_s: float
     sandbox_error: str | None = None
 
+    def __post_init__(self) -> None:
+        # Details quote what the solution printed: lone surrogates would break every UTF-8 writer downstream.
+        object.__setattr__(self, "detail", _printable(self.detail))
+        if self.sandbox_error is not None:
+            object.__setattr__(self, "sandbox_error", _printable(self.sandbox_error))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -85,17 +91,27 @@ class _Opaque:
         return self.description
 
 
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def untag(value: Any) -> Any:
-    """The inverse of driver.tag: the Python value the solution returned, for `==`."""
+    """The inverse of driver.tag: the Python value the solution returned, for `==` with a JSON-decoded
+    expected output. A set, or a dict with a key that is not a string, equals no JSON value, so it is not
+    rebuilt (building it from crafted colliding hashes would cost the grader quadratic time): it stays
+    opaque, equal to nothing, exactly as `==` would have judged it."""
     if isinstance(value, list):
         return [untag(v) for v in value]
     if isinstance(value, dict):
         if "__tuple__" in value:
             return tuple(untag(v) for v in value["__tuple__"])
         if "__dict__" in value:
-            return {untag(k): untag(v) for k, v in value["__dict__"]}
+            pairs = value["__dict__"]
+            if all(isinstance(k, str) for k, _ in pairs):  # str hashes are randomized per process
+                return {k: untag(v) for k, v in pairs}
+            return _Opaque(f"<dict with {len(pairs)} items, not all keys strings>")
         if "__set__" in value:
-            return {untag(v) for v in value["__set__"]}
+            return _Opaque(f"<set of {len(value['__set__'])} items>")
         if "__float__" in value:
             return float(value["__float__"])
         return _Opaque(f"<{value.get('__type__')}: {value.get('__repr__')}>")
@@ -163,6 +179,9 @@ def _header(proc: sandbox.Process) -> dict[str, Any] | None:
 def _ended(proc: sandbox.Process, n: int, index: int) -> Grade:
     """The process stopped answering during test `index` (None: while compiling)."""
     proc.finish()
+    if proc.overflowed:
+        return Grade(False, "runtime_error", n, index or 0, index,
+                     "malformed result from the solution's process: more output than the protocol allows", proc.wall_s)
     if proc.timed_out:
         return Grade(False, "global_timeout", n, index or 0, index, "killed: whole-solution timeout", proc.wall_s)
     why = f"the process ended (exit status {proc.returncode})"
@@ -239,6 +258,7 @@ def _converse(proc: sandbox.Process, job: GradeJob, timeout_s: int) -> Grade:
         return Grade(False, "sandbox_error", n, 0, None, _short(error), proc.wall_s, error)
     setup = {"code": job.code, "mode": "functional" if job.func_name is not None else "stdin",
              "fn_name": job.func_name, "timeout_s": timeout_s}
+    proc.stdout_cap = _HEADER_LIMIT + (1 << 20)
     proc.send(json.dumps(setup).encode() + b"\n")
     index: int | None = None
     try:
@@ -251,6 +271,7 @@ def _converse(proc: sandbox.Process, job: GradeJob, timeout_s: int) -> Grade:
             raise _Malformed(f"unexpected record {_short(record)}")
         for index, test in enumerate(job.tests):
             bound = output_bound(test)
+            proc.stdout_cap = _HEADER_LIMIT + bound + (1 << 20)
             proc.send(json.dumps({"input": test.input, "max_output_bytes": bound}).encode() + b"\n")
             record = _header(proc)
             if record is None:

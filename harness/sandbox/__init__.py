@@ -8,13 +8,13 @@ site-packages covered by an empty tmpfs); a fresh size-capped tmpfs as its worki
 small capped /dev/shm, its own /proc and bwrap's minimal /dev, the root and /dev remounted read-only;
 every namespace unshared (user, pid, network with an isolated loopback, ipc, uts, cgroup), no further
 user namespaces, a new session, no capabilities, uid/gid 65534, an empty environment,
-`--die-with-parent`. As root, bwrap itself runs as host uid 65534 (mapped to host root, the sandbox
+`--die-with-parent`. As root, bwrap itself runs as a fresh unprivileged host uid per run (mapped to host root, the sandbox
 would escape RLIMIT_NPROC and could write /proc/sys). Rlimits (CPU, address space, processes, file
 size, open files, no core) are set by the first line that runs inside, before the program is
 compiled. The wall clock is enforced outside by killing bwrap, which takes the whole pid namespace
 with it.
 
-Modules, in the order a run uses them: staging (copies uid 65534 can reach), bwrap (the command
+Modules, in the order a run uses them: staging (copies an unprivileged uid can reach), bwrap (the command
 line), process (the running program and its I/O), policy (may code run here, and the record of how).
 """
 

