@@ -1,5 +1,5 @@
 """How much indexing only a task's own folders saves, side by side in one run:
-lm-eval's default TaskManager (every task) vs harness.lm_tasks.task_manager (the task's folders).
+lm-eval's default TaskManager (every task) vs harness.benchmarks.lm_tasks.task_manager (the task's folders).
 
     python bench/bench_task_index.py [repeats]
 """
@@ -13,7 +13,7 @@ import time
 from lm_eval.tasks import TaskManager
 
 from harness.config import TaskConfig
-from harness.lm_tasks import task_manager
+from harness.benchmarks.lm_tasks import task_manager
 
 
 def _time(build, repeats: int) -> float:

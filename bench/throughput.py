@@ -101,7 +101,7 @@ SHAPES = {"1 message": one_message, f"{FEWSHOT}-shot multi-turn ({2 * FEWSHOT + 
 
 
 def bench_ours(base_url: str, n: int, concurrency: int, messages=one_message) -> dict[str, Any]:
-    from harness.adapter import generation_params
+    from harness.endpoints.adapter import generation_params
     from harness.config import GenerationConfig, ModelConfig
     from harness.endpoints.base import ChatRequest
     from harness.endpoints.openai_compat import OpenAICompatEndpoint

@@ -153,7 +153,7 @@ class TaskConfig:
     # when null the data comes from the mirror (data.mirror) or the hub at dataset_revision.
     dataset_path: Optional[str] = None
     # The hub commit the task is pinned to, the subset name, and {relative file path: sha256} of the
-    # data files (checked before the run; see harness/data.py). null = not pinned, hashes recorded only
+    # data files (checked before the run; see harness/benchmarks/data.py). null = not pinned, hashes recorded only
     # (override with task.dataset_sha256=null to run a copy of your own).
     dataset_revision: Optional[str] = None
     dataset_config: Optional[str] = None
@@ -172,11 +172,11 @@ class TaskConfig:
     # Which lm-eval (filter, metric) is the headline score.
     metric: str = "exact_match"
     filter: str = "flexible-extract"
-    # The task's own answer rule (a name in harness.extract.EXTRACTORS): per-sample extracted answer and
+    # The task's own answer rule (a name in harness.scoring.extract.EXTRACTORS): per-sample extracted answer and
     # stage in samples.jsonl. Null: the lm-eval filter's output (lm-eval's own tasks).
     extractor: Optional[str] = None
     # "gsm8k" or "mmlu_pro": scores the same outputs with strict / official / lenient extraction
-    # (harness.extract.SENSITIVITY_RULES) and reports the spread. Null: no sensitivity report.
+    # (harness.scoring.extract.SENSITIVITY_RULES) and reports the spread. Null: no sensitivity report.
     answer_family: Optional[str] = None
 
 

@@ -21,13 +21,13 @@ from omegaconf import OmegaConf
 from harness.config import ConfigError, ModelConfig, RunConfig
 from harness.endpoints.base import Endpoint
 from harness.endpoints.openai_compat import OpenAICompatEndpoint, resolve_api_key
-from harness.records import RunFolder, redact, strip_credentials
+from harness.records.folder import RunFolder, redact, strip_credentials
 
 if TYPE_CHECKING:  # the heavy modules are imported inside run(), after the cheap checks
-    from harness.adapter import SpendCounter
-    from harness.data import VerifiedData
-    from harness.lm_tasks import DatasetFingerprint
-    from harness.scores import TaskScore
+    from harness.endpoints.adapter import SpendCounter
+    from harness.benchmarks.pins import VerifiedData
+    from harness.benchmarks.lm_tasks import DatasetFingerprint
+    from harness.scoring.scores import TaskScore
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,14 +139,14 @@ def run(raw_cfg: Any) -> RunResult:
     # Heavy imports only once the cheap checks passed.
     from lm_eval import simple_evaluate
 
-    from harness.adapter import EndpointLM
-    from harness.budget import DryRun, read_history
-    from harness.cache import ResponseCache
-    from harness.claims_report import write_report
-    from harness.data import prepare_dataset
-    from harness.doc_key import doc_key
-    from harness.lm_tasks import check_task_config, fingerprint, load_tasks, task_manager
-    from harness.tracking import MlflowRun, flatten, summary_metrics
+    from harness.endpoints.adapter import EndpointLM
+    from harness.spend.budget import DryRun, read_history
+    from harness.endpoints.cache import ResponseCache
+    from harness.claims.report import write_report
+    from harness.benchmarks.data import prepare_dataset
+    from harness.common.doc_key import doc_key
+    from harness.benchmarks.lm_tasks import check_task_config, fingerprint, load_tasks, task_manager
+    from harness.records.tracking import MlflowRun, flatten, summary_metrics
 
     run_id = cfg.run_id or new_run_id(cfg)
     folder = RunFolder(cfg.results_dir, run_id)
@@ -186,7 +186,7 @@ def run(raw_cfg: Any) -> RunResult:
                         apply_chat_template=cfg.task.apply_chat_template,
                         fewshot_as_multiturn=cfg.task.fewshot_as_multiturn and cfg.task.apply_chat_template,
                         log_samples=True,
-                        bootstrap_iters=0,  # our intervals come from harness.stats
+                        bootstrap_iters=0,  # our intervals come from harness.common.stats
                     )
                 except DryRun as planned:
                     return finish_dry_run(cfg, run_id, folder, planned.estimate, started)
@@ -198,7 +198,7 @@ def run(raw_cfg: Any) -> RunResult:
             if cache is not None:
                 cache.close()
         assert output is not None
-        from harness.scores import score_run  # scipy.stats: 0.7 s of imports kept off the first request
+        from harness.scoring.scores import score_run  # scipy.stats: 0.7 s of imports kept off the first request
 
         scores, rows = score_run(output["samples"], lm.records, cfg.task, lm.errors)
         folder.write_samples(rows)
@@ -234,7 +234,7 @@ def add_run_checks(summary: dict[str, Any], cfg: RunConfig, endpoint: Endpoint, 
     if getattr(endpoint, "limiter", None) is not None:
         summary["endpoint"]["concurrency"] = endpoint.limiter.stats()
     if balance_before is not None:
-        from harness.billing import reconcile
+        from harness.spend.billing import reconcile
 
         settled = reconcile(balance_before, read_balance(cfg), summary["cost_usd_new"], cfg.model.balance_currency)
         summary["billing"] = settled.to_dict() if settled else {"error": f"could not read {cfg.model.balance_url}"}
@@ -258,15 +258,15 @@ def read_balance(cfg: RunConfig) -> float | None:
     """The account balance, where the model config names a balance endpoint (not for dry runs or replays)."""
     if not cfg.model.balance_url or cfg.dry_run or cfg.model.provider == "replay":
         return None
-    from harness.billing import fetch_balance
+    from harness.spend.billing import fetch_balance
 
     return fetch_balance(cfg.model.balance_url, resolve_api_key(cfg.model), cfg.model.balance_currency)
 
 
 def check_claims(cfg: RunConfig, summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Verdicts for the registry's claims about this run's model and benchmark."""
-    from harness.claims import CLAIMS_DIR, load_claims
-    from harness.verdicts import judge
+    from harness.claims.registry import CLAIMS_DIR, load_claims
+    from harness.claims.verdicts import judge
 
     claims = load_claims(Path(cfg.claims.dir) if cfg.claims.dir else CLAIMS_DIR)
     return [v.to_dict() for v in judge(claims, cfg, summary, cfg.claims.max_ci_halfwidth)]
@@ -321,7 +321,7 @@ def build_summary(cfg: RunConfig, run_id: str, base_url: str, scores: list[TaskS
 
 def gpu_summary(cfg: RunConfig, spend: SpendCounter) -> dict[str, Any]:
     """Self-hosted endpoints: the GPUs' time while this run generated, at gpu_hour_usd."""
-    from harness.pricing import gpu_time_cost_usd
+    from harness.spend.pricing import gpu_time_cost_usd
 
     pricing = cfg.model.pricing
     if pricing.gpu_hour_usd is None:
@@ -376,7 +376,7 @@ def format_report(result: RunResult) -> str:
     if not s["complete"]:
         lines.append(f"  INCOMPLETE: {s['n_errors']} document(s) without a response (errors.jsonl says why); "
                      f"they are not in the scores. Re-run the same command to retry only those.")
-    from harness.claims_report import format_verdict_lines
+    from harness.claims.report import format_verdict_lines
 
     lines += format_verdict_lines(s)
     lines.append(f"  records: {result.folder}  mlflow run: {s['mlflow_run_id']}")

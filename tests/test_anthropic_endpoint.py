@@ -13,13 +13,13 @@ import pytest
 from anthropic.types import Message
 from omegaconf import OmegaConf
 
-from harness.adapter import generation_params
+from harness.endpoints.adapter import generation_params
 from harness.config import GenerationConfig, ModelConfig, RunConfig
 from harness.data import compose_config
 from harness.endpoints.anthropic_native import AnthropicEndpoint, build_message_kwargs, parse_message
 from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed, Usage
 from harness.endpoints.openai_compat import OpenAICompatEndpoint, parse_chat_completion
-from harness.pricing import request_cost_usd
+from harness.spend.pricing import request_cost_usd
 from tests.anthropic_server import AnthropicServer, delay, error, message_body, ok
 from tests.fault_server import FaultServer, chat_body, free_port
 from tests.fault_server import ok as fault_ok

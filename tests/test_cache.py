@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from harness.cache import ResponseCache, cache_key
+from harness.endpoints.cache import ResponseCache, cache_key
 from harness.endpoints.base import ChatRequest, Completion, Usage
 
 BASE = ChatRequest(
@@ -63,7 +63,7 @@ def test_rows_survive_a_writer_killed_without_closing(tmp_path):
     path = tmp_path / "c.sqlite"
     script = textwrap.dedent(f"""
         import os
-        from harness.cache import ResponseCache, cache_key
+        from harness.endpoints.cache import ResponseCache, cache_key
         from harness.endpoints.base import ChatRequest, Completion, Usage
         cache = ResponseCache({str(path)!r})
         for i in range(5):

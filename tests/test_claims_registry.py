@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.claims import UNKNOWN, load_claims
+from harness.claims.registry import UNKNOWN, load_claims
 from harness.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

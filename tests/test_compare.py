@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from scipy import stats as scipy_stats
 
-from harness.compare import (EXIT_CANNOT_COMPARE, EXIT_OK, EXIT_REGRESSION, RunRecords, compare_runs, main,
+from harness.records.compare import (EXIT_CANNOT_COMPARE, EXIT_OK, EXIT_REGRESSION, RunRecords, compare_runs, main,
                              paired_test)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def test_paired_bootstrap_p_against_the_normal_approximation():
     d = rng.normal(-0.05, 0.3, 400)
     z = abs(d.mean()) / (d.std(ddof=1) / 20)
     expected = 2 * scipy_stats.norm.sf(z)
-    from harness.stats import paired_bootstrap_p
+    from harness.common.stats import paired_bootstrap_p
 
     assert paired_bootstrap_p(d) == pytest.approx(expected, abs=0.004)
     assert paired_bootstrap_p(rng.normal(0, 0.3, 400)) > 0.05
@@ -127,7 +127,7 @@ def test_cli_exit_code_reaches_the_shell(tmp_path):
 
 def test_compare_two_real_runs_with_a_planted_regression(mmlu_pro_dir, tmp_path):
     """Two runs through the real pipeline (replays of recorded answers): all right, then all wrong."""
-    from harness.doc_key import doc_key
+    from harness.common.doc_key import doc_key
     from tests.conftest import MMLU_PRO_TEST, run_harness
 
     results = tmp_path / "results"

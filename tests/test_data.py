@@ -20,16 +20,11 @@ from urllib.parse import unquote, urlparse
 import pytest
 import yaml
 
-from harness import data
+from harness.benchmarks import data
+from harness.benchmarks.data import resolve_local_copy
+from harness.benchmarks.pins import HashMismatchError, MirrorMissingError, combined_sha256, hash_folder, verify
 from harness.config import ConfigError
-from harness.data import (
-    HashMismatchError,
-    MirrorMissingError,
-    combined_sha256,
-    hash_folder,
-    resolve_local_copy,
-    verify,
-)
+from harness.data import main as data_main
 from tests.conftest import write_gsm8k
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -255,7 +250,7 @@ def test_a_mirror_pulled_at_another_revision_is_refused_when_no_hashes_settle_it
 def test_cli_hash_prints_yaml_that_round_trips(copy, capsys):
     (copy / ".gitattributes").write_text("x\n")
 
-    assert data.main(["hash", str(copy)]) == 0
+    assert data_main(["hash", str(copy)]) == 0
 
     out = capsys.readouterr().out
     parsed = yaml.safe_load(out)
@@ -264,7 +259,7 @@ def test_cli_hash_prints_yaml_that_round_trips(copy, capsys):
 
 
 def test_cli_hash_of_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
-    assert data.main(["hash", str(tmp_path / "nope")]) == 2
+    assert data_main(["hash", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a folder" in err
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness.extract import (
+from harness.scoring.extract import (
     EXTRACTORS,
     LETTERS,
     NONE,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.livecodebench.dataset import TestCase, load_problems
-from harness.livecodebench.grader import MAX_TEST_OUTPUT_BYTES, GradeJob, grade, grade_many
+from harness.benchmarks.livecodebench.dataset import TestCase, load_problems
+from harness.benchmarks.livecodebench.grader import MAX_TEST_OUTPUT_BYTES, GradeJob, grade, grade_many
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "livecodebench"
 pytestmark = pytest.mark.timeout(300)

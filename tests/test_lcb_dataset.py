@@ -1,4 +1,4 @@
-"""LiveCodeBench data loading (harness.livecodebench.dataset) on the fixtures of
+"""LiveCodeBench data loading (harness.benchmarks.livecodebench.dataset) on the fixtures of
 tests/fixtures/livecodebench (8 problems in the dataset's schema over test.jsonl = 2023 contests,
 test2.jsonl = 2024, test3.jsonl = 2025; malicious/test.jsonl holds tampered pickles)."""
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.livecodebench import dataset as lcb
-from harness.livecodebench.dataset import (
+from harness.benchmarks.livecodebench import dataset as lcb
+from harness.benchmarks.livecodebench.dataset import (
     ALLOWED_FILES,
     DOC_COLUMNS,
     MAX_DECOMPRESSED_BYTES,

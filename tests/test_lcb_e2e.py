@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.livecodebench.dataset import load_problems
-from harness.livecodebench.prompt import SYSTEM_MESSAGE_GENERIC, question_prompt
+from harness.benchmarks.livecodebench.dataset import load_problems
+from harness.benchmarks.livecodebench.prompt import SYSTEM_MESSAGE_GENERIC, question_prompt
 from tests.conftest import run_harness
 from tests.fault_server import FaultServer
 

@@ -1,4 +1,4 @@
-"""LiveCodeBench grading (harness.livecodebench.grader + driver) with real sandboxed processes: the
+"""LiveCodeBench grading (harness.benchmarks.livecodebench.grader + driver) with real sandboxed processes: the
 fixture problems' correct and wrong solutions, LiveCodeBench's comparison rules, slow and crashing
 solutions, and adversarial ones, each contained and graded as failed while grading goes on."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.livecodebench.dataset import TestCase, load_problems
-from harness.livecodebench.grader import GradeJob, grade, grade_many, stdout_matches, untag
-from harness.livecodebench.prompt import chat_messages, extract_code, question_prompt
+from harness.benchmarks.livecodebench.dataset import TestCase, load_problems
+from harness.benchmarks.livecodebench.grader import GradeJob, grade, grade_many, stdout_matches, untag
+from harness.benchmarks.livecodebench.prompt import chat_messages, extract_code, question_prompt
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "livecodebench"
 SOLUTIONS = json.loads((FIXTURES / "solutions.json").read_text())
@@ -165,7 +165,7 @@ def test_extract_code_last_and_first_block():
 
 def test_a_failure_of_the_grading_machinery_is_recorded_on_that_solution_and_the_rest_are_graded(monkeypatch):
     """The sandbox itself failing (here: bwrap cannot start) must not stop the run, nor be the solution's fault."""
-    from harness.livecodebench import grader
+    from harness.benchmarks.livecodebench import grader
 
     real = grader.sandbox.start
     calls = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jinja2
 import lm_eval.utils
 
-from harness import lm_eval_speedups
+from harness.benchmarks import lm_eval_speedups
 
 TEMPLATES = [
     "Question: {{question}}\nAnswer:",

@@ -3,9 +3,9 @@ lm-eval bridge's request building."""
 
 import pytest
 
-from harness.adapter import EndpointLM, generation_params
+from harness.endpoints.adapter import EndpointLM, generation_params
 from harness.config import ConfigError, GenerationConfig, ModelConfig, TaskConfig
-from harness.lm_tasks import fingerprint, load_tasks
+from harness.benchmarks.lm_tasks import fingerprint, load_tasks
 from tests.conftest import GSM8K_TEST, GSM8K_TRAIN, write_gsm8k
 
 
@@ -101,7 +101,7 @@ def test_mmlu_pro_group_gets_overrides_in_every_category(mmlu_pro_dir):
 
 
 def test_unknown_headline_filter_fails_before_any_request(gsm8k_dir):
-    from harness.lm_tasks import check_task_config
+    from harness.benchmarks.lm_tasks import check_task_config
 
     cfg = _gsm8k_cfg(gsm8k_dir)
     tasks = load_tasks(cfg)

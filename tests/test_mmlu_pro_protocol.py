@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.adapter import EndpointLM
+from harness.endpoints.adapter import EndpointLM
 from harness.config import GenerationConfig, ModelConfig, TaskConfig
-from harness.lm_tasks import load_tasks, task_manager, task_overrides
+from harness.benchmarks.lm_tasks import load_tasks, task_manager, task_overrides
 from tests.conftest import MMLU_PRO_CATEGORIES, MMLU_PRO_README, MMLU_PRO_TEST, MMLU_PRO_VALIDATION
 
 
@@ -297,7 +297,7 @@ def test_a_miss_scores_the_seeded_letter_in_the_summary_metric(official_tasks, q
 
 
 def test_scores_match_the_official_counting_on_many_responses(official_tasks):
-    from harness.extract import mmlu_pro_official  # their chain, as ported
+    from harness.scoring.extract import mmlu_pro_official  # their chain, as ported
 
     responses = ["The answer is (C).", "Answer: G", "**(B)**", "no idea", "The answer is **(G)**", "I think A",
                  "answer: c", "the answer is (J)"]
@@ -337,7 +337,7 @@ def test_group_aggregates_weighted_by_size(rich_mmlu_pro_dir):
     cfg = _cfg("mmlu_pro_official", rich_mmlu_pro_dir)
     manager = task_manager(cfg)
     # The group with our overrides in every child (lm-eval 0.4.13's public load() cannot pass overrides
-    # to a registered group's children, see harness.lm_tasks.load_tasks).
+    # to a registered group's children, see harness.benchmarks.lm_tasks.load_tasks).
     group = manager._factory.build(manager.task_index["mmlu_pro_official"], overrides=task_overrides(cfg),
                                    registry=manager.task_index)
     # per category: question 0+c (answer C), 100+c (answer G of 10), 200+c (answer B of 3)

@@ -112,7 +112,7 @@ def test_a_folder_of_per_category_result_files_and_a_disagreeing_pred(mmlu_pro_c
 
 def test_the_answer_is_read_from_the_final_text_not_the_reasoning(mmlu_pro_copy, tmp_path):
     """A reasoning model's thinking mentions other letters; only the final answer is scored."""
-    from harness.doc_key import doc_key
+    from harness.common.doc_key import doc_key
 
     rows = [{"doc_key": doc_key(r), "response": "Final: the answer is (B).",
              "reasoning": "Maybe the answer is (A)... or the answer is (C)?", "finish_reason": "stop",

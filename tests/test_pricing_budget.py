@@ -8,11 +8,11 @@ import datetime as dt
 
 import pytest
 
-from harness.budget import (BudgetGuard, History, estimate, prompt_token_bound, read_history,
+from harness.spend.budget import (BudgetGuard, History, estimate, prompt_token_bound, read_history,
                             worst_case_cost)
 from harness.config import PriceWindow, PricingConfig
 from harness.endpoints.base import ChatRequest, Usage
-from harness.pricing import gpu_time_cost_usd, in_window, prices_at, request_cost_usd
+from harness.spend.pricing import gpu_time_cost_usd, in_window, prices_at, request_cost_usd
 
 # An off-peak window that wraps past midnight, at half the input and a quarter of the output price.
 OFF_PEAK = PriceWindow(name="off-peak", start_utc="16:30", end_utc="00:30", input_per_mtok=0.07, output_per_mtok=0.07)

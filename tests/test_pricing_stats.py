@@ -6,8 +6,8 @@ import pytest
 
 from harness.config import PricingConfig
 from harness.endpoints.base import Usage
-from harness.pricing import request_cost_usd
-from harness.stats import mean_estimate
+from harness.spend.pricing import request_cost_usd
+from harness.common.stats import mean_estimate
 
 V4_FLASH = PricingConfig(input_per_mtok=0.14, output_per_mtok=0.28)
 WITH_CACHE_PRICE = PricingConfig(input_per_mtok=5.0, cached_input_per_mtok=0.5, output_per_mtok=30.0)

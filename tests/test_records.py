@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness.records import REDACTED, RunFolder, redact, strip_credentials
+from harness.records.folder import REDACTED, RunFolder, redact, strip_credentials
 
 
 def test_secret_values_are_redacted_and_ordinary_ones_kept():

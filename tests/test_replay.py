@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.config import ConfigError
-from harness.doc_key import doc_key
+from harness.common.doc_key import doc_key
 from harness.endpoints.base import ChatRequest
 from harness.endpoints.replay import MISSING, ReplayEndpoint, load_recorded
 from tests.conftest import GSM8K_TEST, run_harness

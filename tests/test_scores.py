@@ -2,10 +2,10 @@
 
 import pytest
 
-from harness.adapter import ResponseRecord
+from harness.endpoints.adapter import ResponseRecord
 from harness.config import ConfigError, TaskConfig
 from harness.endpoints.base import Completion, Usage
-from harness.scores import score_run
+from harness.scoring.scores import score_run
 
 CFG = TaskConfig(name="t", lm_eval_task="grp", metric="exact_match", filter="flexible")
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from harness.stats import (
+from harness.common.stats import (
     bootstrap_mean,
     clustered_mean_estimate,
     detectable_shortfall,

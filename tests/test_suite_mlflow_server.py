@@ -90,7 +90,7 @@ def test_parallel_jobs_initialise_a_fresh_local_store_without_racing(tmp_path):
     """Parallel suite jobs on a new SQLite store: without the lock, alembic's migration races."""
     script = (
         "import sys; from pathlib import Path; from harness.config import TrackingConfig; "
-        "from harness.tracking import MlflowRun; "
+        "from harness.records.tracking import MlflowRun; "
         "r = MlflowRun(TrackingConfig(tracking_uri=f'sqlite:///{sys.argv[1]}/mlflow.db'), Path(sys.argv[1])); "
         "print(r.start('job', {}))")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
@@ -117,7 +117,7 @@ def test_suite_on_a_local_ray_instance(require_llama, gsm8k_dir, tmp_path):
 def test_planted_regression_against_the_server_baseline_by_tag(mmlu_pro_dir, mlflow_server, tmp_path):
     """Two real runs (replays: all right, then all wrong) logged to the server; the first tagged as
     baseline; compare finds it by tag and exits 1."""
-    from harness.doc_key import doc_key
+    from harness.common.doc_key import doc_key
     from tests.conftest import MMLU_PRO_TEST, run_harness
 
     results = tmp_path / "results"

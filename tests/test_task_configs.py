@@ -9,7 +9,7 @@ from lm_eval.tasks._yaml_loader import load_yaml
 from omegaconf import OmegaConf
 
 from harness.config import RunConfig, TaskConfig, register_configs
-from harness.lm_tasks import leaf_task_names, task_manager
+from harness.benchmarks.lm_tasks import leaf_task_names, task_manager
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 CONFIGS = sorted((CONF / "task").glob("*.yaml"))

@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from harness.claims import Claim, Protocol, Source
+from harness.claims.registry import Claim, Protocol, Source
 from harness.config import GenerationConfig, ModelConfig, PricingConfig, RunConfig, TaskConfig
-from harness.stats import mean_estimate
-from harness.verdicts import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, UNDERPOWERED, judge, score_status
+from harness.common.stats import mean_estimate
+from harness.claims.verdicts import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, UNDERPOWERED, judge, score_status
 
 
 def _status(k: int, n: int, claimed_percent: float) -> str:

@@ -1,5 +1,9 @@
-"""Endpoints: one protocol (base.Endpoint), one module per way of reaching a model."""
+"""Stage 2 — asking the model.
 
-from harness.endpoints.base import ChatRequest, Completion, Endpoint, EndpointError, Usage
-
-__all__ = ["ChatRequest", "Completion", "Endpoint", "EndpointError", "Usage"]
+Enters: chat requests built by lm-eval from a task's documents. Leaves: completions with their exact
+usage and cost, one `common.exchange.ResponseRecord` (or `SampleError`) per request, tied to its
+document. `adapter` is the lm-eval LM that fans requests out through the response `cache`, the
+budget and pricing (stage 3), and one endpoint per way of reaching a model: `openai_compat`,
+`anthropic_native`, `replay` (saved outputs), `local_server` (managed llama.cpp / vLLM), sharing
+`concurrency` (the adaptive limiter) and `base` (the Endpoint protocol and its errors).
+"""

@@ -1,5 +1,5 @@
 """Re-scoring without an endpoint: answers requests from recorded responses, matched to documents
-by their stable key (harness.doc_key), never by position.
+by their stable key (harness.common.doc_key), never by position.
 
 Reads our own samples.jsonl and the JSON files TIGER-Lab's MMLU-Pro scripts write (a list of
 records with the question fields, `question_id`, and the response in `model_outputs`
@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError
-from harness.doc_key import doc_key
-from harness.endpoints.base import ChatRequest, Completion, Usage
+from harness.common.doc_key import doc_key
+from harness.common.exchange import MISSING, ChatRequest, Completion, Usage
 
-MISSING = "missing_response"  # finish reason of a document the file has no response for
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
-"""Scoring hook for gsm8k_chat; the extraction rules live in harness.extract (shared with the records
+"""Scoring hook for gsm8k_chat; the extraction rules live in harness.scoring.extract (shared with the records
 and the sensitivity report)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from harness.extract import gold_answer, gsm8k_chat, gsm8k_lenient, gsm8k_strict
+from harness.scoring.extract import gold_answer, gsm8k_chat, gsm8k_lenient, gsm8k_strict
 
 STAGES = ("final_answer", "last_number", "none")
 

@@ -1,6 +1,6 @@
 """lm-eval hooks for LiveCodeBench code generation: data, prompt, grading, metrics.
 
-The work is done by harness.livecodebench (dataset, prompt, grader) and harness.sandbox; this module
+The work is done by harness.benchmarks.livecodebench (dataset, prompt, grader) and harness.sandbox; this module
 only adapts it to lm-eval. Grading happens in a filter because a filter sees every response of the
 task at once, so solutions are graded in parallel across cores (process_results sees one document).
 """
@@ -12,10 +12,10 @@ from typing import Any
 from lm_eval.api.filter import Filter
 from lm_eval.api.registry import register_filter
 
-from harness.livecodebench.dataset import TestCase, lm_eval_dataset
-from harness.livecodebench.grader import GradeJob, grade_many
-from harness.livecodebench.prompt import extract_code, question_prompt
-from harness.stats import pass_at_k
+from harness.benchmarks.livecodebench.dataset import TestCase, lm_eval_dataset
+from harness.benchmarks.livecodebench.grader import GradeJob, grade_many
+from harness.benchmarks.livecodebench.prompt import extract_code, question_prompt
+from harness.common.stats import pass_at_k
 
 PASS_AT_K = (1, 5, 10)
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -66,7 +66,7 @@ class GradeFilter(Filter):
 
 def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
     """pass@1 (the mean over the n samples drawn), per difficulty too, and unbiased pass@k for each k
-    the number of samples allows (Chen et al. 2021, harness.stats.pass_at_k); named pass_at_k because
+    the number of samples allows (Chen et al. 2021, harness.common.stats.pass_at_k); named pass_at_k because
     MLflow metric names cannot hold "@"."""
     grades = results[0]
     if isinstance(grades, dict):

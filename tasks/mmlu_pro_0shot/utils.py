@@ -1,7 +1,7 @@
 """MMLU-Pro, zero-shot chat chain-of-thought: OUR protocol, not TIGER-AI-Lab's (theirs is the 5-shot
 prompt in tasks/mmlu_pro_official). One user message with an instruction naming the category, the
 question and its options ("N/A" options dropped, as their preprocess() does), lettered A-J; the model is
-asked to finish with "The answer is (X)". Scored with harness.extract.mmlu_pro_last: the LAST
+asked to finish with "The answer is (X)". Scored with harness.scoring.extract.mmlu_pro_last: the LAST
 "answer is (X)", else the last "Answer: X" (a model that reconsiders is scored on its final statement).
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.extract import LETTERS, mmlu_pro_last, mmlu_pro_lenient, mmlu_pro_official, mmlu_pro_strict
-from harness.mmlu_pro_docs import options_without_na
+from harness.scoring.extract import LETTERS, mmlu_pro_last, mmlu_pro_lenient, mmlu_pro_official, mmlu_pro_strict
+from harness.benchmarks.mmlu_pro_docs import options_without_na
 # The category filters the task YAMLs name (!function utils.process_<category>).
-from harness.mmlu_pro_docs import (  # noqa: F401
+from harness.benchmarks.mmlu_pro_docs import (  # noqa: F401
     process_biology,
     process_business,
     process_chemistry,

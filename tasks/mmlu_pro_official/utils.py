@@ -15,9 +15,9 @@ sends. What is copied from their script:
   "Answer: Let's think step by step.\n\n" (their `if cot_content == ""` branch is dead code).
 * call_api(): temperature=0, top_p=1, max_tokens=4000, no stop sequence.
 * Scoring: single_request strips '**' from the response, then extract_answer -> extract_again ->
-  extract_final (harness.extract.mmlu_pro_official); update_result()/save_summary() count a miss with
+  extract_final (harness.scoring.extract.mmlu_pro_official); update_result()/save_summary() count a miss with
   `random.seed(12345); x = random.randint(0, len(options) - 1); x == answer_index`
-  (harness.extract.mmlu_pro_random_fallback), which is the number in their *_summary.json.
+  (harness.scoring.extract.mmlu_pro_random_fallback), which is the number in their *_summary.json.
 
 lm-eval's own fewshot machinery cannot produce this text (it puts a description in a system message and
 joins examples with its own delimiters), so the task runs with num_fewshot 0 and OfficialPromptTask
@@ -31,7 +31,7 @@ from typing import Any
 from lm_eval.api.task import ConfigurableTask
 
 from harness.config import ConfigError
-from harness.extract import (
+from harness.scoring.extract import (
     LETTERS,
     OFFICIAL_STAGES,
     mmlu_pro_lenient,
@@ -39,9 +39,9 @@ from harness.extract import (
     mmlu_pro_random_fallback,
     mmlu_pro_strict,
 )
-from harness.mmlu_pro_docs import options_without_na
+from harness.benchmarks.mmlu_pro_docs import options_without_na
 # The category filters the task YAMLs name (!function utils.process_<category>).
-from harness.mmlu_pro_docs import (  # noqa: F401
+from harness.benchmarks.mmlu_pro_docs import (  # noqa: F401
     process_biology,
     process_business,
     process_chemistry,

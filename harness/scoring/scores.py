@@ -11,13 +11,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.adapter import ResponseRecord, SampleError
+from harness.common.exchange import MISSING, ResponseRecord, SampleError, Usage
 from harness.config import ConfigError, TaskConfig
-from harness.doc_key import doc_key
-from harness.endpoints.base import Usage
-from harness.endpoints.replay import MISSING
-from harness.extract import SENSITIVITY_RULES, extract, gold_answer
-from harness.stats import Estimate, mean_estimate
+from harness.common.doc_key import doc_key
+from harness.scoring.extract import SENSITIVITY_RULES, extract, gold_answer
+from harness.common.stats import Estimate, mean_estimate
 
 LM_EVAL_NO_MATCH = "[invalid]"  # what lm-eval's regex filter yields when nothing matched
 

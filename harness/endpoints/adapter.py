@@ -16,62 +16,18 @@ from typing import Any
 from lm_eval.api.model import LM
 from tqdm.auto import tqdm
 
-from harness.budget import BudgetGuard, DryRun, History, estimate, prompt_bytes, worst_case_cost
-from harness.cache import ResponseCache, cache_key
+from harness.spend.budget import BudgetGuard, DryRun, History, estimate, prompt_bytes, worst_case_cost
+from harness.endpoints.cache import ResponseCache, cache_key
 from harness.config import ModelConfig
-from harness.doc_key import doc_key
-from harness.endpoints.base import ChatRequest, Completion, Endpoint, EndpointError, RequestFailed, Usage
-from harness.pricing import request_cost_usd
+from harness.common.doc_key import doc_key
+from harness.common.exchange import ChatRequest, Completion, ResponseRecord, SampleError, Usage
+from harness.endpoints.base import Endpoint, EndpointError, RequestFailed
+from harness.spend.pricing import request_cost_usd
 
 LM_EVAL_DEFAULT_MAX_GEN_TOKS = 256
 # When this many requests have failed and none has succeeded, the cause is systematic (a parameter
 # the server refuses, a model it does not serve): stop instead of recording an error per document.
 FAIL_FAST_AFTER = 10
-
-
-@dataclass(frozen=True)
-class ResponseRecord:
-    """One generation request's outcome, tied to the lm-eval document it answers."""
-
-    task: str
-    doc_id: int
-    doc_key: str
-    repeat: int
-    cache_key: str  # the request itself is stored under this key in the cache
-    completion: Completion
-    cost_usd: float  # at list price, whether paid now or when first cached
-    from_cache: bool
-
-    @property
-    def new_cost_usd(self) -> float:
-        return 0.0 if self.from_cache else self.cost_usd
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task, "doc_id": self.doc_id, "doc_key": self.doc_key, "repeat": self.repeat,
-            "cache_key": self.cache_key,
-            "completion": self.completion.to_dict(), "cost_usd": self.cost_usd, "from_cache": self.from_cache,
-        }
-
-
-@dataclass(frozen=True)
-class SampleError:
-    """A request that did not produce a response: recorded as an error, never scored as a wrong
-    answer, never cached (so the same command retries exactly these)."""
-
-    task: str
-    doc_id: int
-    doc_key: str
-    repeat: int
-    cache_key: str
-    kind: str  # RequestFailed.kind, or "budget" for a request the budget did not allow
-    status: int | None
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "doc_id": self.doc_id, "doc_key": self.doc_key, "repeat": self.repeat,
-                "cache_key": self.cache_key, "error": {"kind": self.kind, "status": self.status,
-                                                       "message": self.message}}
 
 
 @dataclass

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.endpoints.base import ChatRequest, Completion
+from harness.common.exchange import ChatRequest, Completion
 
 
 def cache_key(endpoint_identity: str, request: ChatRequest) -> str:

@@ -7,7 +7,7 @@ each input line JSON-decoded and compare `prediction == json.loads(expected)` (a
 as a list); stdin tests compare the output line by line after stripping, a line matching exactly or as
 the same sequence of Decimals (so "1.50" equals "1.5", but 0.333 does not equal 0.3333: theirs has no
 tolerance beyond that); a per-test timeout of 6 s and a whole-solution timeout of
-(timeout + 1) x tests + 5 s. The driver (harness/livecodebench/driver.py) runs the code inside
+(timeout + 1) x tests + 5 s. The driver (driver.py beside it) runs the code inside
 harness.sandbox and reports raw outputs; the expected outputs stay out here, where the comparison is.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from harness import sandbox
-from harness.livecodebench.dataset import TestCase
+from harness.benchmarks.livecodebench.dataset import TestCase
 
 PER_TEST_TIMEOUT_S = 6  # lcb_runner's default `timeout`
 DRIVER_SOURCE = (Path(__file__).parent / "driver.py").read_text()

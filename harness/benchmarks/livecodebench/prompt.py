@@ -13,7 +13,10 @@ and then corrects itself puts its final answer last. `code_block: first` reprodu
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
+
+# The extraction rule belongs to scoring; re-exported here beside the prompt it answers.
+from harness.scoring.extract import CodeBlock, extract_code  # noqa: F401
 
 SYSTEM_MESSAGE_GENERIC = (
     "You are an expert Python programmer. You will be given a question (problem specification) and will "
@@ -29,7 +32,6 @@ FORMATTING_WITHOUT_STARTER_CODE = (
     "the sample inputs). Enclose your code within delimiters as follows."
 )
 
-CodeBlock = Literal["first", "last"]
 
 
 def question_prompt(question_content: str, starter_code: str) -> str:
@@ -51,16 +53,3 @@ def chat_messages(doc: dict[str, Any]) -> list[dict[str, str]]:
         {"role": "system", "content": SYSTEM_MESSAGE_GENERIC},
         {"role": "user", "content": question_prompt(doc["question_content"], doc.get("starter_code") or "")},
     ]
-
-
-def extract_code(response: str, which: CodeBlock = "last") -> str:
-    """The code of one fenced block: lines strictly between two lines containing ```. "first" is
-    lcb_runner's rule (first and second fence lines); "last" takes the last complete block (fence lines pair up in order).
-    No complete block: "" (graded as a failure, as theirs)."""
-    lines = response.split("\n")
-    fences = [i for i, line in enumerate(lines) if "```" in line]
-    blocks = list(zip(fences[0::2], fences[1::2]))  # fence lines pair up in order: open, close, open, ...
-    if not blocks:
-        return ""
-    start, end = blocks[0] if which == "first" else blocks[-1]
-    return "\n".join(lines[start + 1:end])

@@ -16,11 +16,11 @@ from lm_eval.api.task import Task
 from lm_eval.tasks import TaskManager
 
 from harness.config import ConfigError, TaskConfig
-from harness import lm_eval_speedups
-from harness.data import resolve_dataset_path
+from harness.benchmarks import lm_eval_speedups
+from harness.benchmarks.data import resolve_dataset_path
 
 LM_EVAL_TASKS_DIR = Path(lm_eval.__file__).parent / "tasks"
-PROJECT_TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+PROJECT_TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def load_tasks(cfg: TaskConfig, manager: TaskManager | None = None) -> dict[str,
 
 def check_task_config(tasks: dict[str, Task], cfg: TaskConfig) -> None:
     """Fail before any request is paid for if the headline filter or an extraction rule does not exist."""
-    from harness.extract import EXTRACTORS, SENSITIVITY_RULES
+    from harness.scoring.extract import EXTRACTORS, SENSITIVITY_RULES
 
     if cfg.extractor and cfg.extractor not in EXTRACTORS:
         raise ConfigError(f"task.extractor={cfg.extractor} is not a known rule; known: {sorted(EXTRACTORS)}")

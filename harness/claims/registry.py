@@ -15,7 +15,7 @@ import yaml
 
 from harness.config import ConfigError
 
-CLAIMS_DIR = Path(__file__).resolve().parent.parent / "conf" / "claims"
+CLAIMS_DIR = Path(__file__).resolve().parents[2] / "conf" / "claims"
 UNKNOWN = "unknown"
 KINDS = {"score": {"percent"}, "price": {"usd_per_mtok"}, "speed": {"ms", "tokens_per_s"}}
 # What a price or speed claim is about.
@@ -96,11 +96,3 @@ def load_claims(directory: Path = CLAIMS_DIR) -> list[Claim]:
             raise ConfigError(f"claim id {claim.id} is in both {seen[claim.id]} and {claim.file}")
         seen[claim.id] = claim.file
     return claims
-
-
-if __name__ == "__main__":  # python -m harness.claims: the report CLI lives in harness.claims_report
-    import sys
-
-    from harness.claims_report import main
-
-    sys.exit(main())

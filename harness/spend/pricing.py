@@ -8,7 +8,7 @@ import dataclasses
 import datetime as dt
 
 from harness.config import PriceWindow, PricingConfig
-from harness.endpoints.base import Usage
+from harness.common.exchange import Usage
 
 _PER_TOKEN = 1e-6
 

@@ -32,6 +32,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Literal
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -297,18 +298,30 @@ def gsm8k_lenient(text: str) -> Extraction:
 # --------------------------------------------------------------------------------------- LiveCodeBench
 
 
-def lcb_code_last(text: str) -> Extraction:
-    """The last complete ```-fenced block (our default; see harness/livecodebench/prompt.py)."""
-    from harness.livecodebench.prompt import extract_code
+CodeBlock = Literal["first", "last"]
 
+
+def extract_code(response: str, which: CodeBlock = "last") -> str:
+    """The code of one fenced block: lines strictly between two lines containing ```. "first" is
+    lcb_runner's rule (first and second fence lines); "last" takes the last complete block (fence lines pair up in order).
+    No complete block: "" (graded as a failure, as theirs)."""
+    lines = response.split("\n")
+    fences = [i for i, line in enumerate(lines) if "```" in line]
+    blocks = list(zip(fences[0::2], fences[1::2]))  # fence lines pair up in order: open, close, open, ...
+    if not blocks:
+        return ""
+    start, end = blocks[0] if which == "first" else blocks[-1]
+    return "\n".join(lines[start + 1:end])
+
+
+def lcb_code_last(text: str) -> Extraction:
+    """The last complete ```-fenced block (our default; LiveCodeBench's prompt asks for one block)."""
     code = extract_code(text, "last")
     return Extraction(code, "fenced_block") if code.strip() else NONE
 
 
 def lcb_code_first(text: str) -> Extraction:
     """The first fenced block: lcb_runner's extract_code exactly."""
-    from harness.livecodebench.prompt import extract_code
-
     code = extract_code(text, "first")
     return Extraction(code, "fenced_block") if code.strip() else NONE
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 if TYPE_CHECKING:
-    from harness.adapter import ResponseRecord, SampleError
+    from harness.common.exchange import ResponseRecord, SampleError
 
 REDACTED = "***REDACTED***"
 # Whole-key matches: `api_key`, `x-api-key`, `access_token`, `password`, not `max_tokens` or `api_key_env`.

@@ -27,11 +27,8 @@ contest_id, contest_date (ISO datetime, e.g. "2023-08-21T00:00:00"), starter_cod
 private_test_cases (the same JSON, or base64(zlib(pickle(<that JSON string>)))), metadata (JSON
 object; `func_name` names the method of functional problems).
 
-Security: LiveCodeBench's own loader calls `pickle.loads` on the private tests, which runs any code
-a tampered file carries. Here the pickle is read by `_RestrictedUnpickler`, which resolves no global
-at all (so nothing callable can be built), and the result must be made of plain str / list / dict /
-int / float / bool / None; anything else raises `UntrustedDataError`. The zlib stream is inflated
-with a cap (`MAX_DECOMPRESSED_BYTES`) so a small compression bomb cannot exhaust memory.
+Security: the private tests are decoded by harness.benchmarks.livecodebench.private_tests (a pickle
+reader that resolves no global, plain values only, an inflation cap).
 
 Cost: the real files are several GB, mostly private tests. Files are streamed line by line; the
 cheap fields (platform, difficulty, contest_date) decide whether a problem is kept, and only kept
@@ -41,20 +38,20 @@ are, the sample is drawn, and a second pass reads only the sampled lines.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import io
 import json
 import logging
 import operator
-import pickle
 import random
-import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.benchmarks.livecodebench.private_tests import (  # noqa: F401 (re-exported)
+    MAX_DECOMPRESSED_BYTES, TEST_TYPES, _json_loads, _tests, decode_private_tests)
+from harness.benchmarks.livecodebench.problems import (  # noqa: F401 (re-exported)
+    DOC_COLUMNS, LiveCodeBenchDataError, Problem, TestCase, UntrustedDataError, to_doc)
 
 log = logging.getLogger(__name__)
 
@@ -88,95 +85,14 @@ RELEASES: tuple[str, ...] = tuple(ALLOWED_FILES)
 
 PLATFORMS = ("leetcode", "atcoder", "codeforces")
 DIFFICULTIES = ("easy", "medium", "hard")
-TEST_TYPES = ("functional", "stdin")
 FIELDS = (
     "question_title", "question_content", "platform", "question_id", "contest_id",
     "contest_date", "starter_code", "difficulty", "public_test_cases", "private_test_cases",
     "metadata",
 )
 
-# Largest inflated size of one problem's private tests. The biggest real ones are tens of MB.
-MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024
 
 PULL_HINT = "python -m harness.data pull task={task}"
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-class LiveCodeBenchDataError(ValueError):
-    """A record of the dataset files is malformed (the message names the file/problem)."""
-
-
-class UntrustedDataError(LiveCodeBenchDataError):
-    """A problem's private tests hold something other than plain data (a pickle needing a global,
-    a non-JSON value) or inflate beyond the size cap. Nothing from it was executed."""
-
-
-# --- records --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TestCase:
-    """One test as LiveCodeBench stores it. For `functional` tests `input` holds the call's
-    arguments as JSON values one per line (e.g. "[2,7,11,15]\\n9") and `output` the JSON of the
-    return value; for `stdin` tests they are the program's stdin and expected stdout."""
-
-    __test__ = False  # not a pytest test class
-
-    input: str
-    output: str
-    testtype: str  # "functional" | "stdin"
-
-    def to_json(self) -> dict[str, str]:
-        return {"input": self.input, "output": self.output, "testtype": self.testtype}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A LiveCodeBench code generation problem with its tests decoded (cf. LiveCodeBench's
-    `CodeGenerationProblem`). `contest_date` is a `datetime` (parsed with `fromisoformat`, as
-    LiveCodeBench does); `to_doc` gives it back as its ISO string."""
-
-    question_title: str
-    question_content: str
-    platform: str  # leetcode | atcoder | codeforces
-    question_id: str
-    contest_id: str
-    contest_date: dt.datetime
-    starter_code: str
-    difficulty: str  # easy | medium | hard
-    public_test_cases: tuple[TestCase, ...]
-    private_test_cases: tuple[TestCase, ...]
-    metadata: dict[str, Any] = field(hash=False)
-    func_name: str | None = None
-
-
-def to_doc(problem: Problem) -> dict[str, str | None]:
-    """The problem as an lm-eval doc: plain JSON-able values, every one a string (or None for
-    `func_name` of stdin problems). The tests are JSON strings of lists of
-    {"input", "output", "testtype"}; `metadata` is the JSON of the metadata object."""
-    return {
-        "question_id": problem.question_id,
-        "question_title": problem.question_title,
-        "question_content": problem.question_content,
-        "platform": problem.platform,
-        "contest_id": problem.contest_id,
-        "contest_date": problem.contest_date.isoformat(),
-        "difficulty": problem.difficulty,
-        "starter_code": problem.starter_code,
-        "func_name": problem.func_name,
-        "metadata": json.dumps(problem.metadata, ensure_ascii=False, sort_keys=True),
-        "public_tests": json.dumps([t.to_json() for t in problem.public_test_cases],
-                                   ensure_ascii=False),
-        "private_tests": json.dumps([t.to_json() for t in problem.private_test_cases],
-                                    ensure_ascii=False),
-    }
-
-
-# The keys of `to_doc`, in order.
-DOC_COLUMNS = (
-    "question_id", "question_title", "question_content", "platform", "contest_id", "contest_date",
-    "difficulty", "starter_code", "func_name", "metadata", "public_tests", "private_tests",
-)
 
 
 # --- release selection ----------------------------------------------------------------------
@@ -208,171 +124,6 @@ def _release_paths(data_dir: str | Path, release: str, task: str | None) -> list
                 f"(files: {', '.join(files)}) from {DATASET_REPO}; get them with: {hint}"
             )
     return paths
-
-
-# --- private tests: JSON or base64 -> zlib -> restricted pickle -----------------------------
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles plain data only: no global is ever resolved, so no class can be instantiated and
-    no function called (GLOBAL / STACK_GLOBAL / INST / EXT* all go through `find_class`)."""
-
-    def __init__(self, data: bytes, question_id: str):
-        super().__init__(io.BytesIO(data))
-        self._question_id = question_id
-
-    def find_class(self, module: str, name: str):  # noqa: D102
-        raise UntrustedDataError(
-            f"LiveCodeBench problem {self._question_id!r}: its private tests are a pickle that "
-            f"references the global {module}.{name}; refused (only plain str/list/dict/number "
-            f"values are accepted, nothing was executed)"
-        )
-
-    def persistent_load(self, pid):  # noqa: D102
-        raise UntrustedDataError(
-            f"LiveCodeBench problem {self._question_id!r}: its private tests are a pickle with a "
-            f"persistent id; refused"
-        )
-
-
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _check_plain(value: Any, question_id: str) -> None:
-    """Raise unless `value` is a tree of str/list/dict(str keys)/int/float/bool/None. Iterative (no
-    recursion limit); a container met twice (shared or cyclic references) is refused."""
-    seen: set[int] = set()
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind in _SCALARS:
-            continue
-        if kind is list or kind is dict:
-            if id(item) in seen:
-                raise UntrustedDataError(
-                    f"LiveCodeBench problem {question_id!r}: its private tests pickle has shared "
-                    f"or cyclic references; refused"
-                )
-            seen.add(id(item))
-            if kind is dict:
-                for key in item:
-                    if type(key) is not str:
-                        raise UntrustedDataError(
-                            f"LiveCodeBench problem {question_id!r}: its private tests pickle "
-                            f"has a dict key of type {type(key).__name__}; refused"
-                        )
-                stack.extend(item.values())
-            else:
-                stack.extend(item)
-            continue
-        raise UntrustedDataError(
-            f"LiveCodeBench problem {question_id!r}: its private tests pickle holds a "
-            f"{kind.__name__}; only str/list/dict/int/float/bool/None are accepted"
-        )
-
-
-def _inflate(data: bytes, question_id: str, max_bytes: int) -> bytes:
-    inflater = zlib.decompressobj()
-    try:
-        out = inflater.decompress(data, max_bytes + 1)
-    except zlib.error as exc:
-        raise LiveCodeBenchDataError(
-            f"LiveCodeBench problem {question_id!r}: private tests are neither JSON nor "
-            f"base64+zlib ({exc})"
-        ) from None
-    if len(out) > max_bytes or inflater.unconsumed_tail:
-        raise UntrustedDataError(
-            f"LiveCodeBench problem {question_id!r}: private tests inflate to more than "
-            f"{max_bytes} bytes; refused (cap: max_decompressed_bytes)"
-        )
-    if not inflater.eof:
-        raise LiveCodeBenchDataError(
-            f"LiveCodeBench problem {question_id!r}: private tests' zlib stream is truncated"
-        )
-    return out
-
-
-def _unpickle_plain(data: bytes, question_id: str) -> Any:
-    try:
-        value = _RestrictedUnpickler(data, question_id).load()
-    except UntrustedDataError:
-        raise
-    except Exception as exc:  # malformed pickle: UnpicklingError, EOFError, ValueError, ...
-        raise LiveCodeBenchDataError(
-            f"LiveCodeBench problem {question_id!r}: private tests are not a readable pickle "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
-    _check_plain(value, question_id)
-    return value
-
-
-def _json_loads(text: str, what: str, question_id: str) -> Any:
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise LiveCodeBenchDataError(
-            f"LiveCodeBench problem {question_id!r}: {what} is not valid JSON ({exc})"
-        ) from None
-
-
-def decode_private_tests(raw: str, question_id: str = "?", *,
-                         max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES) -> list[TestCase]:
-    """Decode a `private_test_cases` field: a JSON list, or base64(zlib(pickle(JSON string))) as
-    LiveCodeBench stores the big ones (its loader: json.loads, else
-    json.loads(pickle.loads(zlib.decompress(base64.b64decode(...))))). The pickle goes through
-    the restricted unpickler and the inflated size is capped; see the module docstring."""
-    if not isinstance(raw, str):
-        raise LiveCodeBenchDataError(
-            f"LiveCodeBench problem {question_id!r}: private_test_cases is a "
-            f"{type(raw).__name__}, expected a string"
-        )
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        value = None
-    if not isinstance(value, list):
-        try:
-            packed = base64.b64decode(raw.encode("ascii"))
-        except (binascii.Error, UnicodeEncodeError) as exc:
-            raise LiveCodeBenchDataError(
-                f"LiveCodeBench problem {question_id!r}: private tests are neither JSON nor "
-                f"base64 ({exc})"
-            ) from None
-        value = _unpickle_plain(_inflate(packed, question_id, max_decompressed_bytes), question_id)
-        if isinstance(value, str):
-            value = _json_loads(value, "the unpickled private tests", question_id)
-    return _tests(value, "private_test_cases", question_id)
-
-
-def _tests(value: Any, what: str, question_id: str) -> list[TestCase]:
-    if not isinstance(value, list):
-        raise LiveCodeBenchDataError(
-            f"LiveCodeBench problem {question_id!r}: {what} is a {type(value).__name__}, "
-            f"expected a list of tests"
-        )
-    tests = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise LiveCodeBenchDataError(
-                f"LiveCodeBench problem {question_id!r}: {what}[{i}] is not an object"
-            )
-        try:
-            test = TestCase(input=item["input"], output=item["output"], testtype=item["testtype"])
-        except KeyError as exc:
-            raise LiveCodeBenchDataError(
-                f"LiveCodeBench problem {question_id!r}: {what}[{i}] has no {exc.args[0]!r}"
-            ) from None
-        if not (isinstance(test.input, str) and isinstance(test.output, str)):
-            raise LiveCodeBenchDataError(
-                f"LiveCodeBench problem {question_id!r}: {what}[{i}] input/output must be strings"
-            )
-        if test.testtype not in TEST_TYPES:
-            raise LiveCodeBenchDataError(
-                f"LiveCodeBench problem {question_id!r}: {what}[{i}] has testtype "
-                f"{test.testtype!r}, expected one of {', '.join(TEST_TYPES)}"
-            )
-        tests.append(test)
-    return tests
 
 
 # --- filters --------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.claims import UNKNOWN, Claim
+from harness.claims.registry import UNKNOWN, Claim
 from harness.config import RunConfig
-from harness.stats import detectable_shortfall, items_needed
+from harness.common.stats import detectable_shortfall, items_needed
 
 CONSISTENT, BELOW, ABOVE, UNDERPOWERED, NOT_MEASURED = (
     "consistent", "below claim", "above claim", "underpowered", "not measured")

@@ -4,7 +4,7 @@ lm-eval renders every doc_to_text / doc_to_target / description through `lm_eval
 which compiles the template from its source string on every call (`env.from_string`): 16,000
 compiles for 1,000 GSM8K documents, about 4.5 s of CPU before the first request (bench/throughput.py).
 A compiled template depends only on its source and lm-eval's one environment, so compiling each
-source once and rendering it per document changes no output. Installed by harness.lm_tasks before
+source once and rendering it per document changes no output. Installed by harness.benchmarks.lm_tasks before
 any task builds its requests.
 """
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import PricingConfig
-from harness.endpoints.base import ChatRequest, Usage
-from harness.pricing import request_cost_usd
+from harness.common.exchange import ChatRequest, Usage
+from harness.spend.pricing import request_cost_usd
 
 # Chat templates wrap each message in a few special tokens (role markers, separators); 8 covers the
 # templates of Llama 3, ChatML, DeepSeek and Gemma with room to spare, 16 for the generation prompt.

@@ -1,0 +1,7 @@
+"""Stage 5 — do published numbers hold?
+
+Enters: the run's summary (scores, cost, protocol) and the claims registry (conf/claims/*.yaml).
+Leaves: a verdict per claim about the run's model and benchmark with its protocol mismatches
+(`verdicts`), the report files claims.md / .html / .png (`report`). `registry` loads and validates
+the claims; `python -m harness.claims` (__main__) re-renders a finished run's report or lists them.
+"""

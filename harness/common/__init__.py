@@ -1,0 +1,6 @@
+"""Below every stage: what several stages share, so each reaches it by importing downward.
+
+`exchange`: the typed records that cross stage boundaries (ChatRequest, Completion, Usage,
+ResponseRecord, SampleError); `doc_key`: a document's stable key; `stats`: intervals, bootstrap,
+pass@k, power. Imports nothing of ours.
+"""

@@ -1,1 +1,0 @@
-"""LiveCodeBench code generation: data loading from the dataset's JSONL release files."""
