@@ -290,7 +290,10 @@ def build_summary(cfg: RunConfig, run_id: str, base_url: str, scores: list[TaskS
         "limit": cfg.limit,
         "tasks": {s.task: s.to_summary() for s in scores},
         "usage": {"requests": spend.requests_sent + spend.cache_hits, **spend.usage.to_dict(),
-                  "prompt_bytes": spend.prompt_bytes},
+                  "prompt_bytes": spend.prompt_bytes,
+                  # responses whose usage the server did not report (estimated) or that failed its checks
+                  # (suspect: billed at the request's worst case); samples.jsonl says which and why
+                  "n_estimated": spend.usage_estimated, "n_suspect": spend.usage_suspect},
         "usage_new": {"requests": spend.requests_sent, **spend.usage_new.to_dict()},
         "requests_sent": spend.requests_sent,
         # Every document answered? Failed requests and those the budget stopped are errors (not scored);
@@ -373,6 +376,10 @@ def format_report(result: RunResult) -> str:
         f"({u['reasoning_tokens']} reasoning); requests sent {s['requests_sent']}, cache hits {s['cache_hits']}"
     )
     lines.append(f"  cost: ${s['cost_usd']:.6f} at list price, ${s['cost_usd_new']:.6f} newly spent")
+    if u.get("n_estimated") or u.get("n_suspect"):
+        lines.append(f"  WARNING usage: {u.get('n_estimated', 0)} response(s) without usage (estimated at 4 bytes "
+                     f"per token), {u.get('n_suspect', 0)} with impossible usage (billed at the request's worst "
+                     f"case); samples.jsonl usage_status / usage_note say which and why.")
     if not s["complete"]:
         lines.append(f"  INCOMPLETE: {s['n_errors']} document(s) without a response (errors.jsonl says why); "
                      f"they are not in the scores. Re-run the same command to retry only those.")

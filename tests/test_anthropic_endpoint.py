@@ -195,7 +195,8 @@ CACHED_USAGE = {
 
 def test_cache_reads_and_writes_are_parsed_and_priced_at_the_configs_prices(server):
     server.plan(ok(message_body("4", usage=CACHED_USAGE)))
-    completion = complete(server.base_url, make_model())
+    model = make_model()  # a prompt long enough for 5,100 tokens (cached system text in real use)
+    completion = complete(server.base_url, model, make_request(model, ({"role": "user", "content": "x" * 6000},)))
     assert completion.usage == Usage(input_tokens=5100, cached_input_tokens=4000, output_tokens=500,
                                      reasoning_tokens=0, cache_write_input_tokens=1000)
     assert completion.usage_reported
@@ -476,6 +477,7 @@ def test_openai_reasoning_usage_is_parsed():
 
 def test_openai_reasoning_usage_survives_the_sdk_over_http():
     model = OmegaConf.to_object(compose_config(["model=gpt-5.5"])).model
-    _, c = _openai_body(model, make_request(model), OPENAI_REASONING)
+    long_prompt = make_request(model, ({"role": "user", "content": "x" * 2000},))  # room for 1,500 tokens
+    _, c = _openai_body(model, long_prompt, OPENAI_REASONING)
     assert c.usage == Usage(1500, 1024, 900, 768, 0)
     assert c.served_model == "gpt-5.5-2026-04-23"

@@ -379,11 +379,62 @@ def test_malformed_text_body_is_malformed(server):
     assert server.received == 2
 
 
-def test_null_content_is_an_empty_answer(server):
-    server.plan(null_content())
+def test_null_or_empty_content_is_retried_then_an_error_not_a_wrong_answer(server):
+    """content null / "" with finish_reason "stop" and no reasoning is the server failing to answer."""
+    server.plan(null_content(), ok(chat_body("")), ok(chat_body("the answer")))
+    result = complete(server.base_url, make_cfg(max_retries=3))
+    assert result.text == "the answer" and server.received == 3
+    server.plan(*[null_content()] * 3)
+    err = expect_failed(server.base_url, "empty", make_cfg(max_retries=2))
+    assert "empty answer" in str(err)
+
+
+def test_empty_content_cut_off_by_max_tokens_or_explained_by_reasoning_is_an_answer(server):
+    length = chat_body(None)
+    length["choices"][0]["finish_reason"] = "length"  # a thinking model that spent max_tokens reasoning
+    thought = chat_body("")
+    thought["choices"][0]["message"]["reasoning_content"] = "long thoughts"
+    server.plan(ok(length), ok(thought))
+    first, second = complete(server.base_url), complete(server.base_url)
+    assert (first.text, first.finish_reason) == ("", "length")  # counted as truncated downstream
+    assert (second.text, second.reasoning) == ("", "long thoughts")
+    assert server.received == 2
+
+
+@pytest.mark.parametrize("usage, why", [
+    ({"prompt_tokens": "many", "completion_tokens": 2}, "not a token count"),
+    ({"prompt_tokens": 5, "completion_tokens": -3}, "not a token count"),
+    ({"prompt_tokens": 10 ** 12, "completion_tokens": 2}, "prompt tokens for a prompt of at most"),
+    ({"prompt_tokens": 5, "completion_tokens": 10 ** 12}, "output tokens with max_tokens=8"),
+    ({"prompt_tokens": 5, "completion_tokens": 2, "prompt_cache_hit_tokens": 50}, "cached of 5"),
+    ("lots", "usage is not an object"),
+])
+def test_impossible_usage_keeps_the_answer_and_bills_the_worst_case(server, usage, why):
+    server.plan(ok(chat_body("fine", usage=usage)))
+    request = make_request()
+    result = complete(server.base_url, request=request)
+    assert result.text == "fine" and result.usage_status == "suspect" and why in result.usage_note
+    from harness.spend.budget import prompt_token_bound
+
+    # Billed at the request's worst case: every prompt token its bytes allow, max_tokens out; never 10^12.
+    assert result.usage.input_tokens == prompt_token_bound(request) and result.usage.output_tokens == 8
+    assert result.usage.cached_input_tokens == 0
+
+
+def test_missing_usage_is_estimated_and_said_so(server):
+    body = chat_body("four bytes x3")
+    del body["usage"]
+    server.plan(ok(body))
     result = complete(server.base_url)
-    assert result.text == "" and result.finish_reason == "stop"
-    assert server.received == 1 and server.completed == 1
+    assert result.usage_status == "estimated" and "estimated" in result.usage_note
+    assert result.usage.output_tokens == 4  # 13 bytes / 4, rounded up
+    assert result.usage.input_tokens == 1  # "hi": 2 bytes / 4, rounded up
+
+
+def test_plausible_usage_is_reported_as_is(server):
+    server.plan(ok(chat_body("ok", prompt_tokens=3, completion_tokens=2)))
+    result = complete(server.base_url)
+    assert (result.usage_status, result.usage.input_tokens, result.usage.output_tokens) == ("reported", 3, 2)
 
 
 def test_keepalive_blank_lines_before_the_json(server):

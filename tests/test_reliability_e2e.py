@@ -210,3 +210,33 @@ def test_dry_run_needs_no_key_and_starts_no_server(workdir, monkeypatch):
     local = run_harness("dry_run=true", *data)  # the default model: a managed llama.cpp server
     assert local.returncode == 0, local.stderr[-3000:]
     assert not list(workdir.glob("runs/*/server.log")) and "nothing was sent" in local.stdout
+
+
+def test_impossible_usage_and_empty_answers_neither_crash_nor_bill_nonsense_nor_score_as_wrong(workdir):
+    """Usage as text and 10^12 tokens: answers kept, usage billed at the request's worst case, counted and
+    warned about; content null: an error (not a wrong answer), retried by the same command."""
+    from tests.fault_server import chat_body, null_content, ok
+
+    with FaultServer(content_fn=answer_from_prompt) as server:
+        args = overrides(server, workdir, "model.concurrency=1", "model.max_retries=0", "limit=6",
+                         "model.generation.max_tokens=16", "model.pricing.input_per_mtok=1000",
+                         "model.pricing.output_per_mtok=1000")
+        server.plan(ok(chat_body("#### 0", usage={"prompt_tokens": "many", "completion_tokens": 2})),
+                    ok(chat_body("#### 2", prompt_tokens=10 ** 12, completion_tokens=2)),
+                    null_content())
+        first = run_harness(*args)
+        assert first.returncode == 0, first.stderr[-3000:]
+        summary = summaries(workdir)[-1]
+        assert summary["usage"]["n_suspect"] == 2 and summary["usage"]["n_estimated"] == 0
+        assert summary["cost_usd"] < 2.0  # 5 answers at their bounds (~$0.1 each), not $10^9
+        assert summary["n_errors"] == 1 and summary["complete"] is False
+        errors = [json.loads(line) for line in (workdir / "runs" / summary["run_id"] / "errors.jsonl").open()]
+        assert [e["error"]["kind"] for e in errors] == ["empty"]
+        rows = [json.loads(line) for line in (workdir / "runs" / summary["run_id"] / "samples.jsonl").open()]
+        assert len(rows) == 6 and [r["usage_status"] for r in rows].count("suspect") == 2
+        assert "WARNING usage" in first.stdout
+        received = server.received
+        second = run_harness(*args)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert server.received == received + 1  # only the empty one is asked again
+        assert summaries(workdir)[-1]["complete"] is True

@@ -68,6 +68,10 @@ class Completion:
     system_fingerprint: str | None
     latency_s: float
     usage_reported: bool = True
+    # "reported" | "suspect" (billed at the request's worst case) | "estimated" (none reported): see
+    # harness.endpoints.usage_checks; the note names why.
+    usage_status: str = "reported"
+    usage_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

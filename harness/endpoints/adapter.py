@@ -44,9 +44,13 @@ class SpendCounter:
     last_response_at: float | None = None
     prompt_bytes: int = 0  # UTF-8 bytes of the prompts answered: with usage, the basis of dry-run estimates
     errors: int = 0
+    usage_estimated: int = 0  # responses without usage from the server (harness.endpoints.usage_checks)
+    usage_suspect: int = 0    # responses whose usage failed its checks: billed at the worst case
 
     def add(self, record: ResponseRecord, request_prompt_bytes: int = 0) -> None:
         self.prompt_bytes += request_prompt_bytes
+        self.usage_estimated += record.completion.usage_status == "estimated"
+        self.usage_suspect += record.completion.usage_status == "suspect"
         self.usage += record.completion.usage
         self.cost_usd += record.cost_usd
         if record.from_cache:

@@ -25,6 +25,7 @@ from harness.config import ModelConfig
 from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed, Usage
 from harness.endpoints.concurrency import AdaptiveLimiter
 from harness.endpoints.openai_compat import resolve_api_key, truncate_at_stop
+from harness.endpoints.usage_checks import read_counts, vet
 
 log = logging.getLogger(__name__)
 
@@ -182,22 +183,31 @@ def parse_usage(usage: dict[str, Any] | None) -> Usage:
     our input_tokens. output_tokens includes thinking. Thinking tokens are reported apart only in
     `output_tokens_details.thinking_tokens` (newer API versions); without it reasoning_tokens is 0.
     """
+    return read_usage(usage)[0]
+
+
+_USAGE_FIELDS = {"input": ("input_tokens",), "read": ("cache_read_input_tokens",),
+                 "written": ("cache_creation_input_tokens",), "output": ("output_tokens",),
+                 "thinking": ("output_tokens_details", "thinking_tokens")}
+
+
+def read_usage(usage: Any) -> tuple[Usage, list[str]]:
+    """parse_usage, and what was wrong with the counts (a count that is not a non-negative whole
+    number reads as 0 and is named; see harness.endpoints.usage_checks)."""
     if not usage:
-        return Usage()
-    read = int(usage.get("cache_read_input_tokens") or 0)
-    written = int(usage.get("cache_creation_input_tokens") or 0)
-    details = usage.get("output_tokens_details") or {}
-    return Usage(
-        input_tokens=int(usage.get("input_tokens") or 0) + read + written,
-        cached_input_tokens=read,
-        output_tokens=int(usage.get("output_tokens") or 0),
-        reasoning_tokens=int(details.get("thinking_tokens") or 0) if isinstance(details, dict) else 0,
-        cache_write_input_tokens=written,
-    )
+        return Usage(), []
+    if not isinstance(usage, dict):
+        return Usage(), [f"usage is not an object: {str(usage)[:40]!r}"]
+    c, problems = read_counts(usage, _USAGE_FIELDS)
+    return Usage(input_tokens=c["input"] + c["read"] + c["written"], cached_input_tokens=c["read"],
+                 output_tokens=c["output"], reasoning_tokens=c["thinking"],
+                 cache_write_input_tokens=c["written"]), problems
 
 
-def parse_message(body: dict[str, Any], latency_s: float, stop: tuple[str, ...] = ()) -> Completion:
-    """A Completion from a Messages API response body (a Message object as the server sent it)."""
+def parse_message(body: dict[str, Any], latency_s: float, stop: tuple[str, ...] = (),
+                  request: ChatRequest | None = None) -> Completion:
+    """A Completion from a Messages API response body (a Message object as the server sent it); with
+    the request, its usage is checked against what the request could produce (usage_checks.vet)."""
     if body.get("type") not in (None, "message") or not isinstance(body.get("content"), list):
         raise RequestFailed(f"the Anthropic endpoint answered something that is not a message: {str(body)[:300]}",
                             kind="bad_response")
@@ -205,16 +215,21 @@ def parse_message(body: dict[str, Any], latency_s: float, stop: tuple[str, ...] 
     text, _ = _blocks_text(blocks, {"text": "text"})
     reasoning, has_reasoning = _blocks_text(blocks, {"thinking": "thinking", "redacted_thinking": None})
     stop_reason = body.get("stop_reason")
-    return Completion(
+    if not text.strip() and not has_reasoning and stop_reason != "max_tokens":
+        # The server failed to answer (not the model answering wrongly): an error, retried by a re-run.
+        raise RequestFailed(f"the Anthropic endpoint gave an empty answer (stop_reason {stop_reason!r})", kind="empty")
+    usage, problems = read_usage(body.get("usage"))
+    completion = Completion(
         text=truncate_at_stop(text, stop),
         reasoning=reasoning if has_reasoning else None,
         finish_reason=_FINISH_REASONS.get(stop_reason, stop_reason),
-        usage=parse_usage(body.get("usage")),
+        usage=usage,
         served_model=body.get("model"),
         system_fingerprint=None,  # the Messages API has none
         latency_s=latency_s,
         usage_reported=bool(body.get("usage")),
     )
+    return vet(completion, request, problems) if request is not None else completion
 
 
 class AnthropicEndpoint:
@@ -264,7 +279,7 @@ class AnthropicEndpoint:
             # Raised outside the except block so the SDK error (whose request carries the key in its
             # headers) is not attached as __context__ for some error reporter to print.
             raise failure
-        return parse_message(response.model_dump(), latency, request.stop)
+        return parse_message(response.model_dump(), latency, request.stop, request)
 
     def _scrub(self, text: str) -> str:
         if self._api_key and len(self._api_key) >= 8:

@@ -29,7 +29,10 @@ What happens to each failure, after up to `model.max_retries` retries:
     no answer in request_timeout  SDK                      RequestFailed kind="timeout"
     200, body not JSON            ours (tenacity)          RequestFailed kind="malformed"
     200, "choices": []            ours (tenacity)          RequestFailed kind="empty_choices"
-    200, content null             -                        a Completion with text ""
+    200, content null or empty    ours (tenacity)          RequestFailed kind="empty" (unless cut
+                                                           off by max_tokens, or reasoning explains it)
+    200, impossible usage         -                        the answer kept, usage "suspect", billed at
+                                                           the request's worst case (usage_checks)
 
 This follows the providers' error tables: DeepSeek retries 429 (rate limit), 500 (server error)
 and 503 (server overloaded) and not 400 / 401 / 402 / 422; OpenAI retries 429 and 5xx;
@@ -72,7 +75,6 @@ import json
 import logging
 import os
 import random
-import re
 import time
 from typing import Any
 
@@ -82,15 +84,13 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from harness.config import ModelConfig
-from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed, Usage
+from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed
 from harness.endpoints.concurrency import SLOW_DOWN, AdaptiveLimiter
+from harness.endpoints.openai_format import (  # noqa: F401 (the dialect's parsers, used here and re-exported)
+    _get, build_request_kwargs, parse_chat_completion, parse_usage, read_usage, split_reasoning, truncate_at_stop)
 
 log = logging.getLogger(__name__)
 
-_THINK_BLOCK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
-
-# Providers whose API wants `max_completion_tokens` (OpenAI's reasoning-era name) over `max_tokens`.
-_MAX_COMPLETION_TOKENS_PROVIDERS = {"openai"}
 
 
 def resolve_api_key(model: ModelConfig) -> str:
@@ -107,86 +107,6 @@ def resolve_api_key(model: ModelConfig) -> str:
         f"which is not set. Export it (export {model.api_key_env}=...) or pick another model; "
         f"the variable is named by api_key_env in conf/model/{model.name}.yaml."
     )
-
-
-def _get(d: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(key)
-    return d
-
-
-def parse_usage(usage: dict[str, Any] | None) -> Usage:
-    """Usage from any provider's dialect of the OpenAI `usage` object.
-
-    Cached prompt tokens: OpenAI/vLLM `prompt_tokens_details.cached_tokens`, DeepSeek
-    `prompt_cache_hit_tokens`. Reasoning tokens: `completion_tokens_details.reasoning_tokens`
-    (already included in `completion_tokens`, which is what providers bill as output).
-    """
-    if not usage:
-        return Usage()
-    cached = _get(usage, "prompt_tokens_details", "cached_tokens")
-    if cached is None:
-        cached = usage.get("prompt_cache_hit_tokens")
-    return Usage(
-        input_tokens=int(usage.get("prompt_tokens") or 0),
-        cached_input_tokens=int(cached or 0),
-        output_tokens=int(usage.get("completion_tokens") or 0),
-        reasoning_tokens=int(_get(usage, "completion_tokens_details", "reasoning_tokens") or 0),
-    )
-
-
-def split_reasoning(message: dict[str, Any]) -> tuple[str, str | None]:
-    """(final text, reasoning): DeepSeek `reasoning_content`, vLLM `reasoning`, or `<think>` blocks."""
-    text = message.get("content") or ""
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if reasoning is None and "<think>" in text:
-        blocks = _THINK_BLOCK.findall(text)
-        reasoning = "\n".join(b.strip() for b in blocks)
-        text = _THINK_BLOCK.sub("", text).strip()
-    return text, reasoning
-
-
-def truncate_at_stop(text: str, stop: tuple[str, ...]) -> str:
-    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=len(text))
-    return text[:cut]
-
-
-def parse_chat_completion(body: dict[str, Any], latency_s: float, stop: tuple[str, ...] = ()) -> Completion:
-    """A Completion from a chat.completions response body (as the server sent it)."""
-    choices = body.get("choices") or []
-    if not choices:
-        raise RequestFailed(f"the endpoint answered with no choices: {str(body)[:300]}", kind="empty_choices")
-    choice = choices[0]
-    text, reasoning = split_reasoning(choice.get("message") or {})
-    return Completion(
-        text=truncate_at_stop(text, stop),
-        reasoning=reasoning,
-        finish_reason=choice.get("finish_reason"),
-        usage=parse_usage(body.get("usage")),
-        served_model=body.get("model"),
-        system_fingerprint=body.get("system_fingerprint"),
-        latency_s=latency_s,
-        usage_reported=bool(body.get("usage")),
-    )
-
-
-def build_request_kwargs(model: ModelConfig, request: ChatRequest) -> dict[str, Any]:
-    """The keyword arguments for `chat.completions.create`, in this provider's dialect."""
-    params = dict(request.params)
-    extra_body = dict(params.pop("extra_body", None) or {})
-    max_tokens = params.pop("max_tokens", None)
-    kwargs: dict[str, Any] = {"model": request.model_id, "messages": list(request.messages)}
-    if max_tokens is not None:
-        key = "max_completion_tokens" if model.provider in _MAX_COMPLETION_TOKENS_PROVIDERS else "max_tokens"
-        kwargs[key] = max_tokens
-    kwargs.update({k: v for k, v in params.items() if v is not None})
-    if request.stop and model.max_stop_sequences > 0:
-        kwargs["stop"] = list(request.stop[: model.max_stop_sequences])
-    if extra_body:
-        kwargs["extra_body"] = extra_body
-    return kwargs
 
 
 # Statuses the SDK retries (see openai._base_client._should_retry): 408, 409, 429 and >= 500.
@@ -274,7 +194,7 @@ class OpenAICompatEndpoint:
             raise failure
         assert body is not None
         self.limiter.note_latency(latency)
-        return parse_chat_completion(body, latency, request.stop)
+        return parse_chat_completion(body, latency, request.stop, request)
 
     def _out_of_patience(self, failure: EndpointError | None, request: ChatRequest) -> RequestFailed:
         status = failure.status if isinstance(failure, RequestFailed) else None
@@ -324,6 +244,17 @@ class OpenAICompatEndpoint:
             raise _BadAnswer("malformed", f"not a chat.completion: {str(answer)[:200]!r}")
         if not answer.get("choices"):
             raise _BadAnswer("empty_choices", f"no choices: {str(answer)[:300]}")
+        choice = answer["choices"][0] if isinstance(answer["choices"], list) else None
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise _BadAnswer("malformed", f"a choice without a message: {str(answer)[:200]!r}")
+        content = message.get("content")
+        # An empty answer that is neither cut off by max_tokens nor explained by reasoning is the
+        # server failing to answer (not the model answering wrongly): retried, then an error.
+        if not (content.strip() if isinstance(content, str) else content) and choice.get("finish_reason") != "length" \
+                and not (message.get("reasoning_content") or message.get("reasoning")):
+            raise _BadAnswer("empty", f"an empty answer (content {content!r}, finish_reason "
+                                      f"{choice.get('finish_reason')!r})")
         return answer
 
     def _where(self, request: ChatRequest) -> str:

@@ -116,6 +116,12 @@ class _TaskAccumulator:
         self.cost_usd_new += other.cost_usd_new
 
 
+def _usage_status(responses: list[ResponseRecord]) -> str | None:
+    """The least trustworthy usage among a sample's responses: suspect, then estimated, then reported."""
+    statuses = {r.completion.usage_status for r in responses}
+    return next((s for s in ("suspect", "estimated", "reported") if s in statuses), None)
+
+
 def _graded_records(filtered: list[Any]) -> list[dict[str, Any]] | None:
     """The per-response records of a filter that grades (lm-eval logs one list per request)."""
     flat = [r for item in filtered for r in (item if isinstance(item, list) else [item])]
@@ -211,6 +217,8 @@ def score_run(
                 "finish_reason": first.finish_reason if first else None,
                 "truncated": truncated,
                 "usage": usage.to_dict(),
+                "usage_status": _usage_status(responses),
+                "usage_note": next((r.completion.usage_note for r in responses if r.completion.usage_note), None),
                 "latency_s": sum(r.completion.latency_s for r in responses),
                 "cost_usd": sum(r.cost_usd for r in responses),
                 "from_cache": all(r.from_cache for r in responses) if responses else None,
@@ -236,7 +244,8 @@ def _error_row(task: str, doc_id: int, headline: dict[str, Any], failed: list[Sa
         "doc_hash": headline["doc_hash"], "prompt_hash": headline["prompt_hash"], "target": headline["target"],
         "response": None, "reasoning": None, "extracted": None, "extraction_stage": None, "extraction_failed": False,
         "sensitivity": None, "graded": None, "metric": cfg.metric, "filter": filter_name, "score": None, "scores": {},
-        "finish_reason": None, "truncated": False, "usage": Usage().to_dict(), "latency_s": 0.0, "cost_usd": 0.0,
+        "finish_reason": None, "truncated": False, "usage": Usage().to_dict(), "usage_status": None, "usage_note": None,
+        "latency_s": 0.0, "cost_usd": 0.0,
         "from_cache": None, "served_model": None, "system_fingerprint": None,
         "error": [e.to_dict()["error"] for e in failed],
         "cache_keys": [e.cache_key for e in failed],
