@@ -227,11 +227,11 @@ def test_endpoint_sees_429s_the_sdk_retries():
 def test_adapts_to_a_server_that_takes_4_at_a_time_and_recovers_after():
     """Concurrency 32 against a server that answers 429 to any request beyond 4 in flight.
 
-    Measured on this machine (SDK backoff 0.375-0.5 s, 1 s, 2 s ... as the 429s carry no
-    Retry-After, like DeepSeek's; 20 ms per answer; cooldown 0.25 s, about ten answers' time):
-    - first 200 requests: 48-58 429s, of which 32 - 4 = 28 are the opening burst (the limiter
-      starts at the ceiling and learns only from 429s) and the rest come while the slots held by
-      that burst drain and from the additive probes above 4; the limit bottoms out at 2-4;
+    Measured on this machine (a 429 without Retry-After is waited out 0.075-0.125 s, doubling, without
+    a slot, like DeepSeek's; 20 ms per answer; cooldown 0.25 s, about ten answers' time):
+    - first 200 requests: 193-208 429s, most in the opening burst (the limiter starts at the ceiling
+      and learns only from 429s; the rejected requests queue again within ~0.1 s instead of
+      sleeping in their slots, which is what lets the server be kept busy); the limit bottoms out at 2;
     - the next 200 (limiter adapted): 16-22 429s. With the limit pinned at 32 (floor=32) the same
       server gave 72-90 429s per 200 requests, in about the same time.
     The bounds below leave about 2x headroom over those measurements."""
@@ -266,7 +266,7 @@ def test_adapts_to_a_server_that_takes_4_at_a_time_and_recovers_after():
     assert all(isinstance(r, Completion) for r in first + second), [r for r in first + second
                                                                      if not isinstance(r, Completion)][:3]
     assert first_min <= 8
-    assert first_429s <= 100, first_429s  # half the requests; measured 48-58
+    assert first_429s <= 400, first_429s  # measured 193-208 (requests re-queue instead of sleeping in a slot)
     assert second_429s <= 45, second_429s  # measured 16-22; 72-90 without adapting
     # Capacity lifted: no more 429s, the limit climbs back one slot per `limit` successes. From
     # `lifted_at` to 32 takes sum(range(lifted_at, 32)) <= 496 successes.

@@ -272,7 +272,7 @@ def test_slow_server_is_reported_as_a_timeout_not_as_unreachable(server):
 
 # --- each fault alone ------------------------------------------------------------------------------
 
-def test_429_without_retry_after_uses_sdk_backoff_and_reaches_the_limiter(server):
+def test_429_without_retry_after_backs_off_without_a_slot_and_reaches_the_limiter(server):
     server.plan(status(429), ok(chat_body("after backoff")))
 
     async def use(endpoint):
@@ -282,8 +282,8 @@ def test_429_without_retry_after_uses_sdk_backoff_and_reaches_the_limiter(server
     result, seen, limit = run_with(server.base_url, use, make_cfg(concurrency=8))
     assert result.text == "after backoff"
     gap = server.requests[1]["t"] - server.requests[0]["t"]
-    assert 0.3 <= gap < 2, f"SDK backoff without Retry-After is 0.375-0.5 s, was {gap:.3f}"
-    assert seen == 1 and limit == 4  # the 429 the SDK retried silently still halved the limit
+    assert 0.07 <= gap < 2, f"backoff without Retry-After is 0.075-0.125 s (without a slot), was {gap:.3f}"
+    assert seen == 1 and limit == 4  # the 429 halved the limit
 
 
 def test_persistent_429_is_a_per_request_rate_limit_failure_once_patience_runs_out(server):
@@ -293,9 +293,9 @@ def test_persistent_429_is_a_per_request_rate_limit_failure_once_patience_runs_o
     started = time.monotonic()
     err = expect_failed(server.base_url, "rate_limit", make_cfg(max_retries=2, rate_limit_patience_s=1.2))
     assert err.status == 429 and "model.rate_limit_patience_s=1.2" in str(err)
-    # Each round is one SDK call (1 + max_retries HTTP requests, holding its slot); between rounds
-    # the request waits without a slot.
-    assert len(server.requests) in (6, 9) and time.monotonic() - started < 3
+    # Every attempt is one HTTP request holding a slot only while on the wire; between attempts the
+    # request waits without a slot (0.1 s doubling, at least), so 1.2 s of patience is 3-8 attempts.
+    assert 3 <= len(server.requests) <= 8 and time.monotonic() - started < 3
 
 
 @pytest.mark.parametrize("code", [500, 503, 529])
@@ -311,7 +311,7 @@ def test_persistent_overload_is_a_server_error(server, code):
     # Overloaded answers are slow-down answers: waited out for model.rate_limit_patience_s, like 429.
     server.plan(*[status(code, headers=FAST)] * 20)
     err = expect_failed(server.base_url, "server_error", make_cfg(max_retries=2, rate_limit_patience_s=1.2))
-    assert err.status == code and server.received in (6, 9)
+    assert err.status == code and 3 <= server.received <= 8  # one HTTP request per attempt, waits between
 
 
 def test_connection_reset_is_retried(server):

@@ -1,14 +1,16 @@
 """Any OpenAI-compatible chat endpoint (DeepSeek, OpenAI, vLLM, llama.cpp, Gemini's and Claude's
 compatibility layers) through the official `openai` SDK.
 
-The SDK does HTTP, timeouts and the retries of HTTP failures (exponential backoff 0.5 s .. 8 s with
-jitter, or exactly what `retry-after-ms` / `Retry-After` says, up to 2 minutes); we add bounded,
-adaptive concurrency, a retry of answers the SDK accepts but we cannot use, usage parsing across the
-providers' dialects, reasoning text kept apart, and errors that say what to do.
+The SDK does HTTP, auth, timeouts and error types; its own retries are off. Retries are ours
+(tenacity, `_RetryBudget`): every attempt holds a concurrency slot only while it is on the wire, and
+every wait between attempts happens without one, so a request waiting out a 429 does not keep the
+slot from a request the server would accept. We add bounded, adaptive concurrency, a retry of answers
+the SDK accepts but we cannot use, usage parsing and checking across the providers' dialects
+(openai_format, usage_checks), reasoning text kept apart, and errors that say what to do.
 
 What happens to each failure, after up to `model.max_retries` retries:
 
-    answer                        retried by               then raises
+    answer                        retried (by us)          then raises
     ----------------------------  -----------------------  ---------------------------------------
     401 bad key                   no                       EndpointError (fatal: fix the key)
     402 no balance (DeepSeek)     no                       EndpointError (fatal: top up)
@@ -16,49 +18,45 @@ What happens to each failure, after up to `model.max_retries` retries:
     404 unknown model / wrong URL no                       EndpointError (fatal: model_id/base_url)
     other 4xx (405, 415, ...)     no                       EndpointError (fatal: wrong endpoint)
     400 / 413 / 422 refused       no                       RequestFailed kind="bad_request"
-    408                           SDK                      RequestFailed kind="timeout"
-    409                           SDK                      RequestFailed kind="conflict"
-    429 rate limit                SDK (+ limiter halves),  RequestFailed kind="rate_limit" once
-                                  then ours: rounds for    model.rate_limit_patience_s has passed
-                                  rate_limit_patience_s
+    408                           yes                      RequestFailed kind="timeout"
+    409                           yes                      RequestFailed kind="conflict"
+    429 rate limit                yes (+ limiter halves),  RequestFailed kind="rate_limit" once
+                                  waits without a slot,    model.rate_limit_patience_s has passed
+                                  for rate_limit_patience_s
     503 / 529 overloaded          as 429                   RequestFailed kind="server_error"
-    other 5xx                     SDK                      RequestFailed kind="server_error"
-    connection refused / reset    SDK                      RequestFailed kind="connection"; but
+    other 5xx                     yes                      RequestFailed kind="server_error"
+    connection refused / reset    yes                      RequestFailed kind="connection"; but
                                                            EndpointError (fatal) while the server
                                                            has never answered this endpoint at all
-    no answer in request_timeout  SDK                      RequestFailed kind="timeout"
-    200, body not JSON            ours (tenacity)          RequestFailed kind="malformed"
-    200, "choices": []            ours (tenacity)          RequestFailed kind="empty_choices"
-    200, content null or empty    ours (tenacity)          RequestFailed kind="empty" (unless cut
+    no answer in request_timeout  yes                      RequestFailed kind="timeout"
+    200, body not JSON            yes                      RequestFailed kind="malformed"
+    200, "choices": []            yes                      RequestFailed kind="empty_choices"
+    200, content null or empty    yes                      RequestFailed kind="empty" (unless cut
                                                            off by max_tokens, or reasoning explains it)
     200, impossible usage         -                        the answer kept, usage "suspect", billed at
                                                            the request's worst case (usage_checks)
 
 This follows the providers' error tables: DeepSeek retries 429 (rate limit), 500 (server error)
-and 503 (server overloaded) and not 400 / 401 / 402 / 422; OpenAI retries 429 and 5xx;
-Anthropic's OpenAI-compatible API adds 529 (overloaded). The SDK's `_should_retry` retries 408,
-409, 429 and every status >= 500, so 529 needs nothing of ours (a server's `x-should-retry`
-header overrides that, and a `Retry-After` over 2 minutes means no retry at all). The SDK does not look at
-a 200's body, so a truncated JSON or an empty `choices` would fail at once: we retry those with
-tenacity, up to model.max_retries more times, backoff `retry_backoff_s` doubling with jitter. Each
-of those attempts has its own SDK retry budget, so one sample makes at most
-(max_retries + 1)^2 HTTP requests. Keep-alive blank lines before the JSON (DeepSeek sends them
+and 503 (server overloaded) and not 400 / 401 / 402 / 422; OpenAI retries 429 and 5xx; Anthropic's
+OpenAI-compatible API adds 529 (overloaded); the same statuses the SDK's own `_should_retry` retries
+(408, 409, 429, >= 500). Up to model.max_retries more attempts, one HTTP request each; waits: what
+the server asks (retry-after-ms / Retry-After, up to 60 s), else 0.5 s doubling to 8 s with jitter
+(`retry_backoff_s` for unusable 200s). Keep-alive blank lines before the JSON (DeepSeek sends them
 while a long non-streaming answer is generated) are whitespace to the JSON parser, and each one
-resets httpx's read timeout: request_timeout_s bounds the silence, not the whole answer.
+resets the read timeout: request_timeout_s bounds the silence, not the whole answer.
 
-Slow-down answers (429, 503, 529) are not failures: when the SDK's retries of one are spent, the
-request gives its slot back, waits (what the server asked, at least a doubling backoff), queues for a
-slot again under the lowered limit, and tries another round, until model.rate_limit_patience_s.
+Slow-down answers (429, 503, 529) are not failures: the request gives its slot back, waits (what
+the server asked, at least 0.1 s doubling to 8 s), queues for a slot again under the lowered limit,
+and tries again, until model.rate_limit_patience_s. Measured (a server that takes 4 at once, 50 ms
+per answer, 120 requests): concurrency 64 takes 2.0x the time of concurrency 4 (the SDK's retries
+inside the slot took 2.6x); the limiter's convergence is what is left.
 
-Concurrency: every request holds a slot of an `AdaptiveLimiter` (harness.endpoints.concurrency)
-during each round of SDK attempts, so the slots bound the requests the server sees at once. The limiter starts at model.concurrency and must see every 429, including
-the ones the SDK retries silently; the SDK hands no callback for those, but the httpx client it
-sends through does: the endpoint gives the SDK an `openai.DefaultAioHttpClient` (an
-`httpx2.AsyncClient` over aiohttp; this SDK is built on the `httpx2` fork) with an async
-`response` event hook, which is called once per HTTP response, retries included, before the SDK
-decides to retry. A 429, 503 or 529 there calls `limiter.on_rate_limited()` (halve, once per round
-trip), a 2xx/3xx `limiter.on_success()` (grow back by one slot every `limit` successes). This keeps
-the SDK's retry logic (Retry-After, retry-after-ms, x-should-retry, idempotency keys).
+Concurrency: every attempt holds a slot of an `AdaptiveLimiter` (harness.endpoints.concurrency)
+while it is on the wire, so the slots bound the requests the server sees at once. The limiter starts
+at model.concurrency and sees every HTTP response through the `response` event hook of the
+`openai.DefaultAioHttpClient` (an `httpx2.AsyncClient` over aiohttp) the SDK sends through: a 429,
+503 or 529 calls `limiter.on_rate_limited()` (halve, once per round trip), a 2xx/3xx
+`limiter.on_success()` (grow back by one slot every `limit` successes).
 
 Speed (bench/throughput.py): requests go through the SDK's low-level `post` with the JSON body as
 built and the raw answer parsed here, skipping `chat.completions.create`'s per-message type
@@ -69,8 +67,6 @@ throughput at a third to a half of the ideal at concurrency 64.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
 import logging
 import os
@@ -81,7 +77,7 @@ from typing import Any
 import aiohttp
 import httpx2
 import openai
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from harness.config import ModelConfig
 from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed
@@ -147,54 +143,51 @@ class OpenAICompatEndpoint:
             self._client = openai.AsyncOpenAI(
                 base_url=self.base_url,
                 api_key=self._api_key,
-                max_retries=self.model.max_retries,
+                max_retries=0,  # retries are ours (complete): waits must not hold a slot
                 timeout=self.model.request_timeout_s,
                 http_client=http_client,
             )
         return self._client
 
     async def _on_response(self, response: Any) -> None:
-        """httpx response hook: every HTTP response, including those the SDK is about to retry."""
+        """httpx response hook: every HTTP response, whatever happens to it next."""
         self._answered = True
         self.limiter.observe(response.status_code, f"{self.base_url} (model '{self.model.name}')")
 
 
     async def complete(self, request: ChatRequest, doc_key: str | None = None) -> Completion:
+        """One request, retried in our own layer (the SDK's retries are off): every attempt holds a
+        concurrency slot only while it is on the wire, and every wait between attempts (backoff,
+        Retry-After, a slow-down round) happens without one, so the limiter converges to what the
+        server accepts instead of filling the slots with requests that are only waiting."""
         client = self._ensure_client()
         kwargs = build_request_kwargs(self.model, request)
-        body: dict[str, Any] | None = None
-        failure: EndpointError | None = None
-        first_slow_down: float | None = None
-        for slow_down_round in itertools.count():
-            wait_s = None
-            async with self.limiter:
-                started = time.perf_counter()
-                try:
-                    body = await self._attempt_retrying_bad_answers(client, kwargs)
-                except _BadAnswer as exc:
-                    failure = self._bad_answer(exc, request)
-                except openai.APIStatusError as exc:
-                    failure = self._explain(exc, request)
-                    if exc.status_code in SLOW_DOWN:
-                        wait_s = _slow_down_wait(exc.response.headers, slow_down_round)
-                except openai.APIError as exc:
-                    failure = self._explain(exc, request)
-                latency = time.perf_counter() - started
-            if wait_s is None:
-                break
-            first_slow_down = first_slow_down or time.monotonic()
-            if time.monotonic() + wait_s - first_slow_down > self.model.rate_limit_patience_s:
-                failure = self._out_of_patience(failure, request)
-                break
-            failure = None
-            await asyncio.sleep(wait_s)  # without a slot: others (fewer, now) keep the server busy
-        if failure is not None:
+        budget = _RetryBudget(self.model.max_retries, self.model.rate_limit_patience_s, self.retry_backoff_s)
+        outcome: dict[str, Any] | BaseException
+        try:
+            async for attempt in AsyncRetrying(retry=retry_if_exception(_retryable), stop=budget.stop,
+                                               wait=budget.wait, reraise=True):
+                with attempt:
+                    async with self.limiter:
+                        started = time.perf_counter()
+                        body = await self._attempt(client, kwargs)
+                        latency = time.perf_counter() - started
+            outcome = body
+        except (_BadAnswer, openai.APIError) as exc:
+            outcome = exc
+        if isinstance(outcome, BaseException):
             # Raised outside the except block so the SDK error (whose request carries the key in its
             # headers) is not attached as __context__ for some error reporter to print.
-            raise failure
-        assert body is not None
+            raise self._failure(outcome, request, budget)
         self.limiter.note_latency(latency)
-        return parse_chat_completion(body, latency, request.stop, request)
+        return parse_chat_completion(outcome, latency, request.stop, request)
+
+    def _failure(self, exc: BaseException, request: ChatRequest, budget: "_RetryBudget") -> EndpointError:
+        if isinstance(exc, _BadAnswer):
+            return self._bad_answer(exc, request)
+        if _slow_down(exc) and budget.patience_spent:
+            return self._out_of_patience(self._explain(exc, request), request)  # type: ignore[arg-type]
+        return self._explain(exc, request)  # type: ignore[arg-type]
 
     def _out_of_patience(self, failure: EndpointError | None, request: ChatRequest) -> RequestFailed:
         status = failure.status if isinstance(failure, RequestFailed) else None
@@ -204,29 +197,9 @@ class OpenAICompatEndpoint:
             f"{self.limiter.limit}; raise the patience or lower model.concurrency. Last answer: {failure}",
             kind="rate_limit" if status == 429 else "server_error", status=status)
 
-    async def _attempt_retrying_bad_answers(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The first attempt directly (the common case pays nothing for the retry machinery); after a
-        malformed or empty answer, up to model.max_retries more through tenacity."""
-        try:
-            return await self._attempt(client, kwargs)
-        except _BadAnswer:
-            if self.model.max_retries == 0:
-                raise
-        b = self.retry_backoff_s
-        await asyncio.sleep(b)  # the first retry's wait; tenacity's first attempt is immediate
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self.model.max_retries),
-            wait=wait_exponential_jitter(multiplier=2 * b, max=b * 16, jitter=b),
-            retry=retry_if_exception_type(_BadAnswer),
-            reraise=True,
-        ):
-            with attempt:
-                return await self._attempt(client, kwargs)
-        raise AssertionError("unreachable: tenacity re-raises the last _BadAnswer")
-
     @staticmethod
     async def _attempt(client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """One SDK call (with its own HTTP retries); the body, or _BadAnswer for an unusable 200.
+        """One HTTP request through the SDK (its retries off); the body, or _BadAnswer for an unusable 200.
 
         Posted through the SDK's low-level `post` with the JSON body as built, and the raw response
         parsed here: `chat.completions.create` re-walks every message through the SDK's type
@@ -261,7 +234,7 @@ class OpenAICompatEndpoint:
         return f"{self.base_url} (model '{self.model.name}', served id '{request.model_id}')"
 
     def _bad_answer(self, exc: _BadAnswer, request: ChatRequest) -> RequestFailed:
-        what = "an answer that is not JSON" if exc.kind == "malformed" else "no choices"
+        what = {"malformed": "an answer that is not JSON", "empty": "an empty answer"}.get(exc.kind, "no choices")
         return RequestFailed(
             f"{self._where(request)} answered 200 with {what} on every try, after up to "
             f"{self.model.max_retries} retries (model.max_retries): {exc.detail}",
@@ -337,15 +310,7 @@ def _slow_down_wait(headers: Any, attempt: int, backoff_s: float = 0.5) -> float
     """How long to wait before asking again: at least what the server asks (retry-after-ms, or
     Retry-After in seconds), and at least exponential backoff with jitter (the SDK's 0.5 s doubling,
     capped at 8 s), so a server that asks for very short waits is not hammered."""
-    asked = 0.0
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                asked = min(max(float(value) * scale, 0.0), 60.0)
-                break
-            except ValueError:
-                pass
+    asked = _asked_wait(headers) or 0.0
     return max(asked, min(backoff_s * 2 ** attempt, 8.0) * (0.75 + 0.5 * random.random()))
 
 
@@ -357,3 +322,79 @@ def _error_message(exc: openai.APIStatusError) -> str:
             return str(message)[:500]
     return str(exc.message)[:500]
 
+
+def _slow_down(exc: BaseException) -> bool:
+    return isinstance(exc, openai.APIStatusError) and exc.status_code in SLOW_DOWN
+
+
+def _retryable(exc: BaseException) -> bool:
+    """What another attempt may fix: a slow-down or server error, 408/409, a dropped connection or a
+    timeout, an unusable 200. Not: 4xx the configuration or the prompt must fix."""
+    if isinstance(exc, _BadAnswer):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError)  # timeouts included
+
+
+_HTTP_BACKOFF_S = 0.5  # the SDK's own first backoff for HTTP failures, kept when retries became ours
+_SLOW_DOWN_BACKOFF_S = 0.1  # first wait after a slow-down without Retry-After (doubling to 8 s): the limiter paces
+
+
+class _RetryBudget:
+    """tenacity's stop and wait for one request. Slow-down answers (429/503/529) are waited out round
+    after round for `patience_s` (they are the server pacing us, not failures); everything else gets
+    `max_retries` more attempts. Waits: what the server asks (retry-after-ms / Retry-After), else
+    exponential backoff with jitter (0.5 s doubling to 8 s, as the SDK's; `backoff_s` for unusable
+    200s), and for slow-downs never less than that backoff, so a server asking for tiny waits is not
+    hammered."""
+
+    def __init__(self, max_retries: int, patience_s: float, backoff_s: float):
+        self.max_retries, self.patience_s, self.backoff_s = max_retries, patience_s, backoff_s
+        self.retries = 0          # failures other than slow-downs so far
+        self.slow_rounds = 0
+        self.first_slow_down: float | None = None
+        self.patience_spent = False
+        self._seen_attempt = 0
+        self._next_wait = 0.0
+
+    def _account(self, state: RetryCallState) -> BaseException | None:
+        """Book the attempt's failure once (tenacity asks stop and wait in either order)."""
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is None or state.attempt_number == self._seen_attempt:
+            return exc
+        self._seen_attempt = state.attempt_number
+        if _slow_down(exc):
+            self._next_wait = _slow_down_wait(exc.response.headers, self.slow_rounds, _SLOW_DOWN_BACKOFF_S)  # type: ignore[attr-defined]
+            self.slow_rounds += 1
+            self.first_slow_down = self.first_slow_down or time.monotonic()
+            self.patience_spent = time.monotonic() + self._next_wait - self.first_slow_down > self.patience_s
+        else:
+            self.retries += 1
+            asked = _asked_wait(exc.response.headers) if isinstance(exc, openai.APIStatusError) else None
+            base = self.backoff_s if isinstance(exc, _BadAnswer) else _HTTP_BACKOFF_S
+            self._next_wait = asked if asked is not None else \
+                min(base * 2 ** (self.retries - 1), 8.0) * (0.75 + 0.5 * random.random())
+        return exc
+
+    def stop(self, state: RetryCallState) -> bool:
+        exc = self._account(state)
+        if exc is None:
+            return True
+        return self.patience_spent if _slow_down(exc) else self.retries > self.max_retries
+
+    def wait(self, state: RetryCallState) -> float:
+        self._account(state)
+        return self._next_wait
+
+
+def _asked_wait(headers: Any) -> float | None:
+    """The wait the server asks for (retry-after-ms, else Retry-After in seconds), up to 60 s; None if none."""
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return min(max(float(value) * scale, 0.0), 60.0)
+            except ValueError:
+                pass
+    return None
