@@ -97,6 +97,12 @@ def keepalive(n: int, body: dict[str, Any] | None = None, interval_s: float = 0.
     return ("keepalive", n, body or chat_body(), interval_s)
 
 
+def streamed(body: dict[str, Any] | None = None, **opts: Any) -> tuple:
+    """A streamed answer with a fault: stall_after=k (chunks, then silence for stall_s, then the
+    connection drops), cut_after=k (chunks, then the connection drops), keepalive_s (comments first)."""
+    return ("stream", body or chat_body(), opts)
+
+
 def free_port() -> int:
     """A port nothing listens on (bound, read, released)."""
     with socket.socket() as s:
@@ -134,6 +140,8 @@ class FaultServer(LoopbackServer):
         self._rng = random.Random(seed)
         self.capacity: int | None = None
         self.capacity_headers: dict[str, str] = {}
+        self.stream_interval_s = 0.0  # between streamed chunks
+        self.stream_log: list[dict] = []
 
         super().__init__()
         self.received = 0
@@ -196,6 +204,8 @@ class FaultServer(LoopbackServer):
             action = self._plan.popleft() if self._plan else self._default_action(payload)
             self._enter_flight()
         try:
+            if isinstance(payload, dict) and payload.get("stream") and action[0] in ("ok", "delay", "stream"):
+                return await self._stream(request, action, payload)
             return await self._answer(request, action)
         finally:
             with self._lock:
@@ -245,6 +255,63 @@ class FaultServer(LoopbackServer):
             self._outcome("keepalive", billed=True)
             return response
         raise ValueError(f"unknown planned action {action!r}")
+
+    async def _stream(self, request: web.Request, action: tuple, payload: dict) -> web.StreamResponse:
+        """Server-sent events for a streamed request: the planned body's reasoning then content in
+        4-character chunks, `stream_interval_s` apart, then finish_reason, the usage chunk if asked
+        (stream_options.include_usage) and [DONE]. ("stream", body, {stall_after, stall_s, cut_after,
+        keepalive_s}) plans a stall, a cut or keep-alive comments. The server's own timing of each
+        response goes to `stream_log`."""
+        arrived = time.perf_counter()
+        opts: dict = {}
+        if action[0] == "delay":
+            if await self._sleep(action[1]):
+                raise web.HTTPServiceUnavailable()
+            body = action[2]
+        elif action[0] == "stream":
+            body, opts = action[1], action[2]
+        else:
+            body = action[1]
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        keepalive_s = opts.get("keepalive_s", 0.0)
+        while keepalive_s > 0:  # comments only: not progress
+            await response.write(b": keep-alive\n\n")
+            keepalive_s -= 0.05
+            if await self._sleep(0.05):
+                break
+        choices = body.get("choices") or []
+        message = choices[0].get("message") or {} if choices else {}
+        pieces = [("reasoning_content", r[i:i + 4]) for r in [message.get("reasoning_content") or ""]
+                  for i in range(0, len(r), 4)]
+        pieces += [("content", c[i:i + 4]) for c in [message.get("content") or ""] for i in range(0, len(c), 4)]
+        base = {"id": "chatcmpl-stream", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": body.get("model", "m")}
+        first = last = None
+        for k, (field, piece) in enumerate(pieces):
+            if opts.get("cut_after") == k:
+                self._outcome("stream_cut")
+                return self._drop(request)
+            if opts.get("stall_after") == k:
+                self._outcome("stream_stall")
+                await self._sleep(opts.get("stall_s", 30.0))
+                return self._drop(request)
+            chunk = {**base, "choices": [{"index": 0, "delta": {field: piece}, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            last = time.perf_counter()
+            first = first or last
+            if self.stream_interval_s and await self._sleep(self.stream_interval_s):
+                break
+        finish = choices[0].get("finish_reason", "stop") if choices else "stop"
+        await response.write(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n".encode())
+        if (payload.get("stream_options") or {}).get("include_usage") and "usage" in body:
+            await response.write(f"data: {json.dumps({**base, 'choices': [], 'usage': body['usage']})}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        with self._lock:
+            self.stream_log.append({"arrived": arrived, "first_chunk": first, "last_chunk": last, "chunks": len(pieces)})
+        self._outcome("ok", billed=True)
+        return response
 
     @staticmethod
     def _drop(request: web.Request) -> web.StreamResponse:

@@ -72,6 +72,12 @@ class Completion:
     # harness.endpoints.usage_checks; the note names why.
     usage_status: str = "reported"
     usage_note: str | None = None
+    # Streamed responses only (None otherwise): request sent -> first token, -> first answer token
+    # (after reasoning), output tokens per second after the first, the longest gap between chunks.
+    ttft_s: float | None = None
+    answer_ttft_s: float | None = None
+    tokens_per_s: float | None = None
+    max_gap_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,7 +2,7 @@
 compatibility layers) through the official `openai` SDK.
 
 The SDK does HTTP, auth, timeouts and error types; its own retries are off. Retries are ours
-(tenacity, `_RetryBudget`): every attempt holds a concurrency slot only while it is on the wire, and
+(tenacity, `RetryBudget`): every attempt holds a concurrency slot only while it is on the wire, and
 every wait between attempts happens without one, so a request waiting out a 429 does not keep the
 slot from a request the server would accept. We add bounded, adaptive concurrency, a retry of answers
 the SDK accepts but we cannot use, usage parsing and checking across the providers' dialects
@@ -67,23 +67,26 @@ throughput at a third to a half of the ideal at concurrency 64.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-import random
 import time
 from typing import Any
 
 import aiohttp
 import httpx2
 import openai
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity import AsyncRetrying, retry_if_exception
 
 from harness.config import ModelConfig
 from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed
-from harness.endpoints.concurrency import SLOW_DOWN, AdaptiveLimiter
+from harness.endpoints.concurrency import AdaptiveLimiter
+from harness.endpoints.openai_stream import StreamMalformed, StreamStalled, StreamTiming, read_stream
+from harness.endpoints.retries import BadAnswer, Interrupted, RetryBudget, is_slow_down, retryable
 from harness.endpoints.openai_format import (  # noqa: F401 (the dialect's parsers, used here and re-exported)
-    _get, build_request_kwargs, parse_chat_completion, parse_usage, read_usage, split_reasoning, truncate_at_stop)
+    _get, build_request_kwargs, parse_chat_completion, parse_usage, read_usage, split_reasoning, truncate_at_stop,
+    with_timing)
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +111,6 @@ def resolve_api_key(model: ModelConfig) -> str:
 # Statuses the SDK retries (see openai._base_client._should_retry): 408, 409, 429 and >= 500.
 _PER_REQUEST_KIND = {400: "bad_request", 413: "bad_request", 422: "bad_request",
                      408: "timeout", 409: "conflict", 429: "rate_limit"}
-
-
-class _BadAnswer(Exception):
-    """A 200 whose body we cannot use; retried by our tenacity layer, then a RequestFailed."""
-
-    def __init__(self, kind: str, detail: str):
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
 
 
 class OpenAICompatEndpoint:
@@ -144,7 +138,7 @@ class OpenAICompatEndpoint:
                 base_url=self.base_url,
                 api_key=self._api_key,
                 max_retries=0,  # retries are ours (complete): waits must not hold a slot
-                timeout=self.model.request_timeout_s,
+                timeout=httpx2.Timeout(self.model.request_timeout_s, connect=self.model.connect_timeout_s),
                 http_client=http_client,
             )
         return self._client
@@ -162,30 +156,33 @@ class OpenAICompatEndpoint:
         server accepts instead of filling the slots with requests that are only waiting."""
         client = self._ensure_client()
         kwargs = build_request_kwargs(self.model, request)
-        budget = _RetryBudget(self.model.max_retries, self.model.rate_limit_patience_s, self.retry_backoff_s)
+        budget = RetryBudget(self.model.max_retries, self.model.rate_limit_patience_s, self.retry_backoff_s)
         outcome: dict[str, Any] | BaseException
         try:
-            async for attempt in AsyncRetrying(retry=retry_if_exception(_retryable), stop=budget.stop,
+            async for attempt in AsyncRetrying(retry=retry_if_exception(retryable), stop=budget.stop,
                                                wait=budget.wait, reraise=True):
                 with attempt:
                     async with self.limiter:
                         started = time.perf_counter()
-                        body = await self._attempt(client, kwargs)
+                        body, timing = await self._attempt(client, kwargs)
                         latency = time.perf_counter() - started
             outcome = body
-        except (_BadAnswer, openai.APIError) as exc:
+        except (BadAnswer, Interrupted, openai.APIError) as exc:
             outcome = exc
         if isinstance(outcome, BaseException):
             # Raised outside the except block so the SDK error (whose request carries the key in its
             # headers) is not attached as __context__ for some error reporter to print.
             raise self._failure(outcome, request, budget)
         self.limiter.note_latency(latency)
-        return parse_chat_completion(outcome, latency, request.stop, request)
+        return with_timing(parse_chat_completion(outcome, latency, request.stop, request), timing)
 
-    def _failure(self, exc: BaseException, request: ChatRequest, budget: "_RetryBudget") -> EndpointError:
-        if isinstance(exc, _BadAnswer):
+    def _failure(self, exc: BaseException, request: ChatRequest, budget: "RetryBudget") -> EndpointError:
+        if isinstance(exc, BadAnswer):
             return self._bad_answer(exc, request)
-        if _slow_down(exc) and budget.patience_spent:
+        if isinstance(exc, Interrupted):
+            return RequestFailed(f"{self._where(request)}: {exc.detail}; after up to {self.model.max_retries} "
+                                 f"retries (model.max_retries)", kind=exc.kind)
+        if is_slow_down(exc) and budget.patience_spent:
             return self._out_of_patience(self._explain(exc, request), request)  # type: ignore[arg-type]
         return self._explain(exc, request)  # type: ignore[arg-type]
 
@@ -197,43 +194,56 @@ class OpenAICompatEndpoint:
             f"{self.limiter.limit}; raise the patience or lower model.concurrency. Last answer: {failure}",
             kind="rate_limit" if status == 429 else "server_error", status=status)
 
-    @staticmethod
-    async def _attempt(client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """One HTTP request through the SDK (its retries off); the body, or _BadAnswer for an unusable 200.
+    async def _attempt(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming | None]:
+        """One HTTP request through the SDK (its retries off), within model.attempt_timeout_s; the body
+        (and, streamed, its timing), or BadAnswer / Interrupted for what another attempt may fix."""
+        try:
+            return await asyncio.wait_for(self._exchange(client, kwargs), timeout=self.model.attempt_timeout_s)
+        except asyncio.TimeoutError:
+            raise Interrupted("timeout", f"the answer took longer than model.attempt_timeout_s="
+                                          f"{self.model.attempt_timeout_s:g} s") from None
 
-        Posted through the SDK's low-level `post` with the JSON body as built, and the raw response
+    async def _exchange(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming | None]:
+        """Posted through the SDK's low-level `post` with the JSON body as built, and the raw response
         parsed here: `chat.completions.create` re-walks every message through the SDK's type
         introspection and builds a pydantic model we would only dump again, which cost ~2-5 ms of CPU
         per request (bench/throughput.py) and capped throughput at a third of the ideal."""
         body = {k: v for k, v in kwargs.items() if k != "extra_body"}
         body.update(kwargs.get("extra_body") or {})
-        response = await client.post("/chat/completions", cast_to=httpx2.Response, body=body,
-                                     options={"security": {"bearer_auth": True}})
-        try:
-            answer = json.loads(response.content)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise _BadAnswer("malformed", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        if not isinstance(answer, dict) or answer.get("object") not in (None, "chat.completion"):
-            raise _BadAnswer("malformed", f"not a chat.completion: {str(answer)[:200]!r}")
-        if not answer.get("choices"):
-            raise _BadAnswer("empty_choices", f"no choices: {str(answer)[:300]}")
-        choice = answer["choices"][0] if isinstance(answer["choices"], list) else None
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if not isinstance(message, dict):
-            raise _BadAnswer("malformed", f"a choice without a message: {str(answer)[:200]!r}")
-        content = message.get("content")
-        # An empty answer that is neither cut off by max_tokens nor explained by reasoning is the
-        # server failing to answer (not the model answering wrongly): retried, then an error.
-        if not (content.strip() if isinstance(content, str) else content) and choice.get("finish_reason") != "length" \
-                and not (message.get("reasoning_content") or message.get("reasoning")):
-            raise _BadAnswer("empty", f"an empty answer (content {content!r}, finish_reason "
-                                      f"{choice.get('finish_reason')!r})")
-        return answer
+        timing = None
+        if self.model.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+            sent = time.perf_counter()
+            response = await client.post("/chat/completions", cast_to=httpx2.Response, body=body,
+                                         options={"security": {"bearer_auth": True}}, stream=True)
+            try:
+                answer, timing = await read_stream(response, sent, idle_timeout_s=self.model.idle_timeout_s,
+                                                   first_token_timeout_s=self.model.first_token_timeout_s)
+            except StreamStalled as exc:
+                raise Interrupted("timeout", f"the stream stalled: {exc} (model.first_token_timeout_s / "
+                                              f"model.idle_timeout_s)") from None
+            except StreamMalformed as exc:
+                raise BadAnswer("malformed", str(exc)) from None
+            except (httpx2.HTTPError, aiohttp.ClientError, OSError) as exc:
+                raise Interrupted("connection", f"the connection was cut mid-answer ({type(exc).__name__}) "
+                                                 f"after the server had started answering") from None
+            finally:
+                await response.aclose()
+        else:
+            response = await client.post("/chat/completions", cast_to=httpx2.Response, body=body,
+                                         options={"security": {"bearer_auth": True}})
+            try:
+                answer = json.loads(response.content)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise BadAnswer("malformed", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        _check_answer(answer)
+        return answer, timing
 
     def _where(self, request: ChatRequest) -> str:
         return f"{self.base_url} (model '{self.model.name}', served id '{request.model_id}')"
 
-    def _bad_answer(self, exc: _BadAnswer, request: ChatRequest) -> RequestFailed:
+    def _bad_answer(self, exc: BadAnswer, request: ChatRequest) -> RequestFailed:
         what = {"malformed": "an answer that is not JSON", "empty": "an empty answer"}.get(exc.kind, "no choices")
         return RequestFailed(
             f"{self._where(request)} answered 200 with {what} on every try, after up to "
@@ -306,14 +316,6 @@ def _connection_failure(exc: BaseException) -> bool:
     return False
 
 
-def _slow_down_wait(headers: Any, attempt: int, backoff_s: float = 0.5) -> float:
-    """How long to wait before asking again: at least what the server asks (retry-after-ms, or
-    Retry-After in seconds), and at least exponential backoff with jitter (the SDK's 0.5 s doubling,
-    capped at 8 s), so a server that asks for very short waits is not hammered."""
-    asked = _asked_wait(headers) or 0.0
-    return max(asked, min(backoff_s * 2 ** attempt, 8.0) * (0.75 + 0.5 * random.random()))
-
-
 def _error_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict):
@@ -323,78 +325,19 @@ def _error_message(exc: openai.APIStatusError) -> str:
     return str(exc.message)[:500]
 
 
-def _slow_down(exc: BaseException) -> bool:
-    return isinstance(exc, openai.APIStatusError) and exc.status_code in SLOW_DOWN
-
-
-def _retryable(exc: BaseException) -> bool:
-    """What another attempt may fix: a slow-down or server error, 408/409, a dropped connection or a
-    timeout, an unusable 200. Not: 4xx the configuration or the prompt must fix."""
-    if isinstance(exc, _BadAnswer):
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError)  # timeouts included
-
-
-_HTTP_BACKOFF_S = 0.5  # the SDK's own first backoff for HTTP failures, kept when retries became ours
-_SLOW_DOWN_BACKOFF_S = 0.1  # first wait after a slow-down without Retry-After (doubling to 8 s): the limiter paces
-
-
-class _RetryBudget:
-    """tenacity's stop and wait for one request. Slow-down answers (429/503/529) are waited out round
-    after round for `patience_s` (they are the server pacing us, not failures); everything else gets
-    `max_retries` more attempts. Waits: what the server asks (retry-after-ms / Retry-After), else
-    exponential backoff with jitter (0.5 s doubling to 8 s, as the SDK's; `backoff_s` for unusable
-    200s), and for slow-downs never less than that backoff, so a server asking for tiny waits is not
-    hammered."""
-
-    def __init__(self, max_retries: int, patience_s: float, backoff_s: float):
-        self.max_retries, self.patience_s, self.backoff_s = max_retries, patience_s, backoff_s
-        self.retries = 0          # failures other than slow-downs so far
-        self.slow_rounds = 0
-        self.first_slow_down: float | None = None
-        self.patience_spent = False
-        self._seen_attempt = 0
-        self._next_wait = 0.0
-
-    def _account(self, state: RetryCallState) -> BaseException | None:
-        """Book the attempt's failure once (tenacity asks stop and wait in either order)."""
-        exc = state.outcome.exception() if state.outcome else None
-        if exc is None or state.attempt_number == self._seen_attempt:
-            return exc
-        self._seen_attempt = state.attempt_number
-        if _slow_down(exc):
-            self._next_wait = _slow_down_wait(exc.response.headers, self.slow_rounds, _SLOW_DOWN_BACKOFF_S)  # type: ignore[attr-defined]
-            self.slow_rounds += 1
-            self.first_slow_down = self.first_slow_down or time.monotonic()
-            self.patience_spent = time.monotonic() + self._next_wait - self.first_slow_down > self.patience_s
-        else:
-            self.retries += 1
-            asked = _asked_wait(exc.response.headers) if isinstance(exc, openai.APIStatusError) else None
-            base = self.backoff_s if isinstance(exc, _BadAnswer) else _HTTP_BACKOFF_S
-            self._next_wait = asked if asked is not None else \
-                min(base * 2 ** (self.retries - 1), 8.0) * (0.75 + 0.5 * random.random())
-        return exc
-
-    def stop(self, state: RetryCallState) -> bool:
-        exc = self._account(state)
-        if exc is None:
-            return True
-        return self.patience_spent if _slow_down(exc) else self.retries > self.max_retries
-
-    def wait(self, state: RetryCallState) -> float:
-        self._account(state)
-        return self._next_wait
-
-
-def _asked_wait(headers: Any) -> float | None:
-    """The wait the server asks for (retry-after-ms, else Retry-After in seconds), up to 60 s; None if none."""
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return min(max(float(value) * scale, 0.0), 60.0)
-            except ValueError:
-                pass
-    return None
+def _check_answer(answer: Any) -> None:
+    """BadAnswer for a 200 we cannot use: not a chat.completion, no choices, or an empty answer that
+    is neither cut off by max_tokens nor explained by reasoning (the server failing to answer, not the
+    model answering wrongly: retried, then an error)."""
+    if not isinstance(answer, dict) or answer.get("object") not in (None, "chat.completion"):
+        raise BadAnswer("malformed", f"not a chat.completion: {str(answer)[:200]!r}")
+    if not answer.get("choices"):
+        raise BadAnswer("empty_choices", f"no choices: {str(answer)[:300]}")
+    choice = answer["choices"][0] if isinstance(answer["choices"], list) else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise BadAnswer("malformed", f"a choice without a message: {str(answer)[:200]!r}")
+    content = message.get("content")
+    if not (content.strip() if isinstance(content, str) else content) and choice.get("finish_reason") != "length" \
+            and not (message.get("reasoning_content") or message.get("reasoning")):
+        raise BadAnswer("empty", f"an empty answer (content {content!r}, finish_reason {choice.get('finish_reason')!r})")

@@ -7,6 +7,7 @@ request; a Completion whose usage has been vetted (harness.endpoints.usage_check
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -111,3 +112,13 @@ def build_request_kwargs(model: ModelConfig, request: ChatRequest) -> dict[str, 
     if extra_body:
         kwargs["extra_body"] = extra_body
     return kwargs
+
+
+def with_timing(completion: Completion, timing: Any) -> Completion:
+    """The completion with a stream's timing (openai_stream.StreamTiming); tokens/s from the usage the
+    server reported, else from the number of chunks (a token each, as llama.cpp and vLLM stream)."""
+    if timing is None:
+        return completion
+    tokens = completion.usage.output_tokens if completion.usage_status == "reported" else timing.chunks
+    return dataclasses.replace(completion, ttft_s=timing.ttft_s, answer_ttft_s=timing.answer_ttft_s,
+                               tokens_per_s=timing.tokens_per_s(tokens), max_gap_s=timing.max_gap_s)

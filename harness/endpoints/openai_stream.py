@@ -1,0 +1,125 @@
+"""A streamed chat completion (server-sent events) read into the body a non-streamed one would have had,
+with the timing only a stream shows: time to first token, to the first answer token (after
+reasoning), output tokens per second, and the gaps between chunks.
+
+Enters: an open streaming HTTP response and the time the request was sent. Leaves: a
+chat.completion-shaped dict (so one parser serves both) and a StreamTiming. Untrusted input, bounded:
+a chunk that does not arrive within the idle timeout (keep-alive comments do not count as
+progress), a first token later than its own timeout, or more than `max_bytes` of stream, raise
+StreamStalled / StreamTooLong; a malformed event raises StreamMalformed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+MAX_STREAM_BYTES = 64 << 20
+
+
+class StreamStalled(Exception):
+    """No chunk within the idle (or first-token) timeout."""
+
+
+class StreamMalformed(Exception):
+    """An event that is not a chat.completion.chunk."""
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    ttft_s: float | None          # request sent -> first content or reasoning token
+    answer_ttft_s: float | None   # request sent -> first answer (content) token
+    generation_s: float | None    # first token -> last token
+    max_gap_s: float | None       # longest wait between two chunks after the first
+    chunks: int
+
+    def tokens_per_s(self, output_tokens: int) -> float | None:
+        if not self.generation_s or output_tokens <= 1:
+            return None
+        return (output_tokens - 1) / self.generation_s  # the first token's time is in ttft
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, first_token_timeout_s: float,
+                      max_bytes: int = MAX_STREAM_BYTES) -> tuple[dict[str, Any], StreamTiming]:
+    """Read the SSE stream of a chat completion to its end ([DONE] or EOF)."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    body: dict[str, Any] = {"object": "chat.completion", "choices": []}
+    finish_reason = None
+    first = first_answer = last = None
+    max_gap = 0.0
+    chunks = 0
+    size = 0
+    lines = response.aiter_lines().__aiter__()
+    last_progress = sent_at
+    while True:
+        limit = first_token_timeout_s if first is None else idle_timeout_s
+        remaining = last_progress + limit - time.perf_counter()
+        try:
+            line = await asyncio.wait_for(lines.__anext__(), timeout=max(remaining, 0.001))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            what = "the first token" if first is None else "the next chunk"
+            raise StreamStalled(f"no {what} within {limit:g} s") from None
+        size += len(line)
+        if size > max_bytes:
+            raise StreamMalformed(f"a stream longer than {max_bytes} bytes")
+        if not line.startswith("data:"):
+            continue  # blank separators, ": keep-alive" comments, event names: not progress
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise StreamMalformed(f"an event that is not JSON: {data[:200]!r}") from None
+        if not isinstance(chunk, dict):
+            raise StreamMalformed(f"an event that is not an object: {data[:200]!r}")
+        if "error" in chunk:
+            raise StreamMalformed(f"an error event: {str(chunk['error'])[:300]}")
+        now = time.perf_counter()
+        last_progress = now
+        for key in ("id", "model", "system_fingerprint", "created"):
+            if chunk.get(key) is not None:
+                body[key] = chunk[key]
+        if isinstance(chunk.get("usage"), dict) or chunk.get("usage"):
+            body["usage"] = chunk["usage"]
+        choices = chunk.get("choices") or []
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        if choice is None:
+            continue
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        text = delta.get("content")
+        thought = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(text, str) and text:
+            content.append(text)
+            first_answer = first_answer or now
+        if isinstance(thought, str) and thought:
+            reasoning.append(thought)
+        if (isinstance(text, str) and text) or (isinstance(thought, str) and thought):
+            if first is None:
+                first = now
+            else:
+                max_gap = max(max_gap, now - last)  # type: ignore[operator]
+            last = now
+            chunks += 1
+        if choice.get("finish_reason"):
+            finish_reason = choice["finish_reason"]
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(content) if content else None}
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if content or reasoning or finish_reason:
+        body["choices"] = [{"index": 0, "message": message, "finish_reason": finish_reason}]
+    timing = StreamTiming(
+        ttft_s=None if first is None else first - sent_at,
+        answer_ttft_s=None if first_answer is None else first_answer - sent_at,
+        generation_s=None if first is None or last is None else last - first,
+        max_gap_s=max_gap if chunks > 1 else None, chunks=chunks)
+    return body, timing

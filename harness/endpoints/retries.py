@@ -1,0 +1,122 @@
+"""Our retry layer for OpenAI-compatible requests (the SDK's own retries are off): which failures
+another attempt may fix, how long to wait before it (what the server asks, else backoff), and when to
+give up (model.max_retries; slow-down answers are waited out for model.rate_limit_patience_s instead).
+
+Enters: the exception of a failed attempt. Leaves: tenacity's stop and wait for one request, and the
+exceptions an attempt raises for answers the SDK accepts but we cannot use.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import openai
+from tenacity import RetryCallState
+
+from harness.endpoints.concurrency import SLOW_DOWN
+
+
+class Interrupted(Exception):
+    """An attempt cut short on our side or mid-answer (a stalled stream, the attempt deadline, a
+    connection cut after the answer began): retried, then a RequestFailed of this kind."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class BadAnswer(Exception):
+    """A 200 whose body we cannot use; retried by our tenacity layer, then a RequestFailed."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def slow_down_wait(headers: Any, attempt: int, backoff_s: float = 0.5) -> float:
+    """How long to wait before asking again: at least what the server asks (retry-after-ms, or
+    Retry-After in seconds), and at least exponential backoff with jitter (the SDK's 0.5 s doubling,
+    capped at 8 s), so a server that asks for very short waits is not hammered."""
+    asked = _asked_wait(headers) or 0.0
+    return max(asked, min(backoff_s * 2 ** attempt, 8.0) * (0.75 + 0.5 * random.random()))
+
+
+def is_slow_down(exc: BaseException) -> bool:
+    return isinstance(exc, openai.APIStatusError) and exc.status_code in SLOW_DOWN
+
+
+def retryable(exc: BaseException) -> bool:
+    """What another attempt may fix: a slow-down or server error, 408/409, a dropped connection or a
+    timeout, an unusable 200. Not: 4xx the configuration or the prompt must fix."""
+    if isinstance(exc, (BadAnswer, Interrupted)):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError)  # timeouts included
+
+
+_HTTP_BACKOFF_S = 0.5  # the SDK's own first backoff for HTTP failures, kept when retries became ours
+_SLOW_DOWN_BACKOFF_S = 0.1  # first wait after a slow-down without Retry-After (doubling to 8 s): the limiter paces
+
+
+class RetryBudget:
+    """tenacity's stop and wait for one request. Slow-down answers (429/503/529) are waited out round
+    after round for `patience_s` (they are the server pacing us, not failures); everything else gets
+    `max_retries` more attempts. Waits: what the server asks (retry-after-ms / Retry-After), else
+    exponential backoff with jitter (0.5 s doubling to 8 s, as the SDK's; `backoff_s` for unusable
+    200s), and for slow-downs never less than that backoff, so a server asking for tiny waits is not
+    hammered."""
+
+    def __init__(self, max_retries: int, patience_s: float, backoff_s: float):
+        self.max_retries, self.patience_s, self.backoff_s = max_retries, patience_s, backoff_s
+        self.retries = 0          # failures other than slow-downs so far
+        self.slow_rounds = 0
+        self.first_slow_down: float | None = None
+        self.patience_spent = False
+        self._seen_attempt = 0
+        self._next_wait = 0.0
+
+    def _account(self, state: RetryCallState) -> BaseException | None:
+        """Book the attempt's failure once (tenacity asks stop and wait in either order)."""
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is None or state.attempt_number == self._seen_attempt:
+            return exc
+        self._seen_attempt = state.attempt_number
+        if is_slow_down(exc):
+            self._next_wait = slow_down_wait(exc.response.headers, self.slow_rounds, _SLOW_DOWN_BACKOFF_S)  # type: ignore[attr-defined]
+            self.slow_rounds += 1
+            self.first_slow_down = self.first_slow_down or time.monotonic()
+            self.patience_spent = time.monotonic() + self._next_wait - self.first_slow_down > self.patience_s
+        else:
+            self.retries += 1
+            asked = _asked_wait(exc.response.headers) if isinstance(exc, openai.APIStatusError) else None
+            base = self.backoff_s if isinstance(exc, BadAnswer) else _HTTP_BACKOFF_S
+            self._next_wait = asked if asked is not None else \
+                min(base * 2 ** (self.retries - 1), 8.0) * (0.75 + 0.5 * random.random())
+        return exc
+
+    def stop(self, state: RetryCallState) -> bool:
+        exc = self._account(state)
+        if exc is None:
+            return True
+        return self.patience_spent if is_slow_down(exc) else self.retries > self.max_retries
+
+    def wait(self, state: RetryCallState) -> float:
+        self._account(state)
+        return self._next_wait
+
+
+def _asked_wait(headers: Any) -> float | None:
+    """The wait the server asks for (retry-after-ms, else Retry-After in seconds), up to 60 s; None if none."""
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return min(max(float(value) * scale, 0.0), 60.0)
+            except ValueError:
+                pass
+    return None
