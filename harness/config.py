@@ -122,12 +122,12 @@ class ModelConfig:
     # Slow-down answers (429, 503, 529) are not failures: a request waits as the server asks (and
     # backs off), with fewer requests in flight, for up to this long before it is recorded as an error.
     rate_limit_patience_s: float = 300.0
-    request_timeout_s: float = 600.0  # non-streamed: the longest silence while waiting for the answer
+    request_timeout_s: float = 300.0  # non-streamed: the longest silence while waiting for the answer
     # Streamed responses (server-sent events with stream_options.include_usage): time to first token,
     # tokens/s and inter-token gaps per response; a stalled stream is cut at the idle timeout.
     stream: bool = False
     connect_timeout_s: float = 10.0       # to open the connection
-    first_token_timeout_s: float = 180.0  # streamed: request sent -> first chunk (long prompts, queues)
+    first_token_timeout_s: float = 120.0  # streamed: request sent -> first chunk (long prompts, queues)
     idle_timeout_s: float = 60.0          # streamed: between chunks (keep-alive comments are not progress)
     attempt_timeout_s: float = 1800.0     # one attempt, start to end, however the bytes trickle in
     # How many stop sequences the endpoint accepts (OpenAI: 4); 0 = none, applied client-side.

@@ -203,6 +203,7 @@ def run(raw_cfg: Any) -> RunResult:
         scores, rows = score_run(output["samples"], lm.records, cfg.task, lm.errors)
         folder.write_samples(rows)
         summary = build_summary(cfg, run_id, endpoint.base_url, scores, rows, lm.spend, datasets, verified, started)
+        add_speed(summary, lm.records)
         add_run_checks(summary, cfg, endpoint, balance_before)
         if cfg.claims.enabled:
             summary["claims"] = check_claims(cfg, summary)
@@ -226,6 +227,15 @@ def run(raw_cfg: Any) -> RunResult:
                 raise
             mlflow_run.finish(folder.path)
     return RunResult(run_id, folder.path, summary)
+
+
+def add_speed(summary: dict[str, Any], records: dict[tuple[str, int], list[Any]]) -> None:
+    """Streamed runs: time to first token and tokens/s (p50/p90) overall and per task (scoring.speed)."""
+    from harness.scoring.speed import speed_summary
+
+    summary["speed"] = speed_summary(r for rs in records.values() for r in rs)
+    for task, entry in summary["tasks"].items():
+        entry["speed"] = speed_summary(r for (t, _), rs in records.items() if t == task for r in rs)
 
 
 def add_run_checks(summary: dict[str, Any], cfg: RunConfig, endpoint: Endpoint, balance_before: float | None) -> None:

@@ -340,3 +340,37 @@ def test_dry_run_sends_nothing_and_estimates_within_20_percent(proxy, gsm8k_dir,
     print(f"dry-run estimate ${estimate['cost_usd']:.8f} vs measured ${measured:.8f}")
     assert measured > 0 and abs(estimate["cost_usd"] - measured) / measured < 0.20, (estimate, measured)
     assert estimate["worst_case_usd"] >= measured
+
+
+def test_streamed_local_run_measures_speed_and_judges_a_speed_claim(require_llama, gsm8k_dir, tmp_path):
+    """model.stream=true on the real llama.cpp server: every response timed (TTFT, tokens/s), p50/p90 in
+    summary.json and MLflow, and a speed claim written for the test gets a measured verdict. llama.cpp's
+    stream carries no usage (no stream_options support), so usage is estimated and says so."""
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    (claims / "speed.yaml").write_text(
+        "claims:\n"
+        "  - id: test-smollm2-ttft\n    kind: speed\n    model_as_named: SmolLM2-135M\n    model: smollm2-local\n"
+        "    benchmark: speed\n    task: null\n    metric: time_to_first_token\n    value: 100000\n    unit: ms\n"
+        "    protocol: {}\n    source: {publication: test, date: '2026-11-30', provenance: written for the test}\n"
+        "  - id: test-smollm2-rate\n    kind: speed\n    model_as_named: SmolLM2-135M\n    model: smollm2-local\n"
+        "    benchmark: speed\n    task: null\n    metric: output_tokens_per_s\n    value: 1\n    unit: tokens_per_s\n"
+        "    protocol: {}\n    source: {publication: test, date: '2026-11-30', provenance: written for the test}\n")
+    results = tmp_path / "results"
+    proc = run_harness("limit=2", f"task.dataset_path={gsm8k_dir}", "task.dataset_sha256=null", f"results_dir={results}",
+                       "model.stream=true", f"claims.dir={claims}", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = _only_run(results)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    requests = _read_jsonl(run_dir / "requests.jsonl")
+    assert all(r["completion"]["ttft_s"] > 0 and r["completion"]["tokens_per_s"] > 0 for r in requests)
+    speed = summary["speed"]
+    assert speed["n_streamed"] == 2 and speed["ttft_ms"]["p50"] > 0 and speed["output_tokens_per_s"]["p50"] > 0
+    assert summary["tasks"]["gsm8k"]["speed"]["n_streamed"] == 2
+    assert summary["usage"]["n_estimated"] == 2  # llama.cpp streams no usage: estimated, and said so
+    verdicts = {v["claim_id"]: v for v in summary["claims"]}
+    # 100 s to first token is far slower than SmolLM2 on a CPU; 1 token/s far below what it streams.
+    assert verdicts["test-smollm2-ttft"]["status"] == "above claim"
+    assert verdicts["test-smollm2-rate"]["status"] == "above claim"
+    assert verdicts["test-smollm2-ttft"]["measured"] == pytest.approx(speed["ttft_ms"]["p50"])
+    assert any("output length" in m for m in verdicts["test-smollm2-ttft"]["mismatches"])

@@ -332,6 +332,8 @@ def test_persistent_reset_fails_the_request_once_the_server_has_answered(server)
     first, err = run_with(server.base_url, use, make_cfg(max_retries=1))
     assert first.text == "first"
     assert err.kind == "connection" and server.base_url in str(err)
+    # Told apart from an unreachable server: it accepted the connection and cut it.
+    assert "cut it before the answer was complete" in str(err) and "is the server up" not in str(err)
     assert server.received == 3
 
 

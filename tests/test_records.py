@@ -40,8 +40,19 @@ def test_strip_credentials(url, stripped):
 
 def test_finished_run_folder_is_not_reused(tmp_path):
     folder = RunFolder(tmp_path, "r1")
-    folder.write_summary({"run_id": "r1"})
-    assert json.loads((tmp_path / "runs" / "r1" / "summary.json").read_text()) == {"run_id": "r1"}
+    folder.write_summary({"run_id": "r1", "complete": True})
+    assert json.loads((tmp_path / "runs" / "r1" / "summary.json").read_text()) == {"run_id": "r1", "complete": True}
     assert not list((tmp_path / "runs" / "r1").glob("*.tmp"))
     with pytest.raises(FileExistsError, match="already finished"):
         RunFolder(tmp_path, "r1")
+
+
+def test_an_incomplete_run_resumes_in_place_with_its_previous_summary_kept(tmp_path):
+    folder = RunFolder(tmp_path, "r2")
+    (folder.path / "errors.jsonl").write_text('{"error": 1}\n')
+    folder.write_summary({"run_id": "r2", "complete": False})
+    again = RunFolder(tmp_path, "r2")
+    assert again.path == folder.path and not (folder.path / "summary.json").exists()
+    assert json.loads((folder.path / "summary.previous.json").read_text())["complete"] is False
+    assert (folder.path / "errors.previous.jsonl").read_text() == '{"error": 1}\n'
+    assert not (folder.path / "errors.jsonl").exists()

@@ -220,7 +220,7 @@ def test_impossible_usage_and_empty_answers_neither_crash_nor_bill_nonsense_nor_
     with FaultServer(content_fn=answer_from_prompt) as server:
         args = overrides(server, workdir, "model.concurrency=1", "model.max_retries=0", "limit=6",
                          "model.generation.max_tokens=16", "model.pricing.input_per_mtok=1000",
-                         "model.pricing.output_per_mtok=1000")
+                         "model.pricing.output_per_mtok=1000", "run_id=fixed-id")
         server.plan(ok(chat_body("#### 0", usage={"prompt_tokens": "many", "completion_tokens": 2})),
                     ok(chat_body("#### 2", prompt_tokens=10 ** 12, completion_tokens=2)),
                     null_content())
@@ -239,4 +239,8 @@ def test_impossible_usage_and_empty_answers_neither_crash_nor_bill_nonsense_nor_
         second = run_harness(*args)
         assert second.returncode == 0, second.stderr[-3000:]
         assert server.received == received + 1  # only the empty one is asked again
-        assert summaries(workdir)[-1]["complete"] is True
+        # The same run_id resumed the INCOMPLETE run in place; its first summary is kept beside.
+        run = workdir / "runs" / "fixed-id"
+        assert json.loads((run / "summary.json").read_text())["complete"] is True
+        assert json.loads((run / "summary.previous.json").read_text())["complete"] is False
+        assert len(list(workdir.glob("runs/*"))) == 1

@@ -4,8 +4,9 @@ Scores: the claim (a percentage) is tested against the run's 95% interval for th
 model. `below claim` / `above claim` when the interval excludes it (refuted at that level);
 `consistent` when it includes it and the interval is narrow enough to have caught a real gap
 (half-width <= max_ci_halfwidth, 10 points by default); otherwise `underpowered`. Prices: the claim
-against the list price the run used. Speeds: only from streamed latency, which this endpoint layer
-does not measure yet, so `not measured`.
+against the list price the run used. Speeds: the p50 of the run's streamed responses (time to first
+token, output tokens/s) against the claim, consistent within SPEED_TOLERANCE, with the conditions no
+claim states named; `not measured` when the run did not stream.
 """
 
 from __future__ import annotations
@@ -141,8 +142,37 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
                 detail=f"the run billed {claim.metric} at ${used} per 1M tokens "
                        f"({cfg.model.pricing.source}, {cfg.model.pricing.effective_date}); the claim says ${claim.value}"))
         elif claim.kind == "speed":
-            verdicts.append(Verdict(
-                **common, status=NOT_MEASURED, measured=None, ci95=None, n=None, task=cfg.task.name, mismatches=(),
-                unknowns=(), cost_usd=None,
-                detail="speed claims need streamed time-to-first-token and token rates, which this run did not stream"))
+            verdicts.append(speed_verdict(claim, common, summary.get("speed"), cfg.task.name))
     return verdicts
+
+
+# A speed is one number measured under conditions no article states (prompt and output length, load,
+# time of day, where the client is): within this fraction of the claim counts as consistent.
+SPEED_TOLERANCE = 0.25
+_SPEED_MEASURES = {"time_to_first_token": ("ttft_ms", "ms", False), "output_tokens_per_s": ("output_tokens_per_s", "tokens_per_s", True)}
+
+
+def speed_verdict(claim: Claim, common: dict[str, Any], speed: dict[str, Any] | None, task: str) -> Verdict:
+    """The run's streamed p50 against a claimed time to first token or output rate."""
+    key, unit, higher_is_better = _SPEED_MEASURES.get(claim.metric, (None, None, True))
+    measured = (speed or {}).get(key) if key else None
+    if measured is None:
+        why = ("this run did not stream (set model.stream=true)" if speed is None
+               else f"no {claim.metric} measure in the streamed responses")
+        return Verdict(**common, status=NOT_MEASURED, measured=None, ci95=None, n=None, task=task, mismatches=(),
+                       unknowns=(), cost_usd=None, detail=f"speed claim {claim.metric}: {why}")
+    p50, p90 = measured["p50"], measured["p90"]
+    ratio = p50 / claim.value if claim.value else float("inf")
+    if abs(ratio - 1) <= SPEED_TOLERANCE:
+        status = CONSISTENT
+    else:
+        better = ratio > 1 if higher_is_better else ratio < 1
+        status = ABOVE if better else BELOW
+    lengths = speed.get("output_tokens") or {}
+    mismatches = (f"prompt and output length: the claim states none; measured at p50 {speed['input_tokens']['p50']:.0f} "
+                  f"prompt and {lengths.get('p50', 0):.0f} output tokens",
+                  "time of day, load and client location: unknown for the claim; this run's are its own")
+    return Verdict(**common, status=status, measured=p50, ci95=(min(p50, p90), max(p50, p90)), n=speed["n_streamed"],
+                   task=task, mismatches=mismatches, unknowns=(), cost_usd=None,
+                   detail=f"p50 {p50:.0f} {unit} (p90 {p90:.0f}) over {speed['n_streamed']} streamed responses vs claimed "
+                          f"{claim.value} {unit}; within {SPEED_TOLERANCE:.0%} counts as consistent")

@@ -28,6 +28,7 @@ LM_EVAL_DEFAULT_MAX_GEN_TOKS = 256
 # When this many requests have failed and none has succeeded, the cause is systematic (a parameter
 # the server refuses, a model it does not serve): stop instead of recording an error per document.
 FAIL_FAST_AFTER = 10
+WAITING_SHOWN_AFTER_S = 10.0  # the progress line names requests in flight once the oldest waited this long
 
 
 @dataclass
@@ -195,6 +196,21 @@ class EndpointLM(LM):
         texts: list[str] = [""] * len(planned)
         bar = tqdm(total=len(planned), desc=f"{self.model.name}", unit="req",
                    disable=disable_tqdm or not self.show_progress)
+        sent_at: dict[int, float] = {}  # requests on their way (not cache hits): when each was sent
+        status = {"line": ""}
+
+        def show() -> None:
+            waiting = ""
+            if sent_at:
+                oldest = time.monotonic() - min(sent_at.values())
+                if oldest >= WAITING_SHOWN_AFTER_S:  # say so while requests wait, so a slow server is visible
+                    waiting = f", {len(sent_at)} in flight, oldest {oldest:.0f} s"
+            bar.set_postfix_str(status["line"] + waiting, refresh=bool(waiting))
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(2.0)
+                show()
 
         async def one(index: int, slot: tuple[str, int], key_of_doc: str, repeat: int, request: ChatRequest) -> None:
             key = cache_key(self.endpoint.identity, request)
@@ -204,6 +220,7 @@ class EndpointLM(LM):
             else:
                 if self.spend.first_request_at is None:
                     self.spend.first_request_at = time.time()
+                sent_at[index] = time.monotonic()
                 try:
                     completion, cost = await self._send(request, key_of_doc)
                 except RequestFailed as exc:
@@ -217,6 +234,8 @@ class EndpointLM(LM):
                             f"the first {self.spend.errors} requests all failed and none succeeded, so the run stops "
                             f"(errors.jsonl has each one). The last: {exc}") from None
                     return
+                finally:
+                    sent_at.pop(index, None)
                 self.spend.last_response_at = time.time()
                 if self.cache is not None:
                     self.cache.put(key, request, completion, cost)
@@ -227,13 +246,14 @@ class EndpointLM(LM):
             self.on_response(record)
             texts[index] = completion.text
             bar.update(1)
-            bar.set_postfix_str(
+            status["line"] = (
                 f"in {self.spend.usage.input_tokens} out {self.spend.usage.output_tokens} tok, "
                 f"${self.spend.cost_usd_new:.4f} new / ${self.spend.cost_usd:.4f} total, "
-                f"{self.spend.cache_hits} cached" + (f", {self.spend.errors} errors" if self.spend.errors else ""),
-                refresh=False)
+                f"{self.spend.cache_hits} cached" + (f", {self.spend.errors} errors" if self.spend.errors else ""))
+            show()
 
         jobs = [asyncio.create_task(one(i, *plan)) for i, plan in enumerate(planned)]
+        watcher = asyncio.create_task(watch())
         try:
             await asyncio.gather(*jobs)
         except BaseException:
@@ -242,6 +262,7 @@ class EndpointLM(LM):
             await asyncio.gather(*jobs, return_exceptions=True)
             raise
         finally:
+            watcher.cancel()
             bar.close()
             await self.endpoint.aclose()
         return texts

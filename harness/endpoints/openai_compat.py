@@ -263,6 +263,11 @@ class OpenAICompatEndpoint:
             return RequestFailed(
                 f"no answer from {where} within model.request_timeout_s={self.model.request_timeout_s:g} s, "
                 f"{retries}; raise the timeout or lower model.concurrency.", kind="timeout")
+        if isinstance(exc, openai.APIConnectionError) and self._answered and _cut_after_connecting(exc):
+            return RequestFailed(
+                f"{where} accepted the connection but cut it before the answer was complete "
+                f"({_cut_after_connecting(exc)}), {retries}: the server is up; a proxy or server timeout, or a "
+                f"crash mid-answer, is likelier than a wrong URL.", kind="connection")
         if isinstance(exc, openai.APIConnectionError):
             message = (f"cannot reach the endpoint at {self.base_url} for model '{self.model.name}' "
                        f"({type(exc).__name__}), {retries}; is the server up and the URL right (model.base_url)?")
@@ -302,6 +307,16 @@ class OpenAICompatEndpoint:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _cut_after_connecting(exc: BaseException) -> str | None:
+    """The name of the cause when a connection was made and then dropped mid-answer, else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+            return type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _connection_failure(exc: BaseException) -> bool:

@@ -61,12 +61,19 @@ def retryable(exc: BaseException) -> bool:
 
 _HTTP_BACKOFF_S = 0.5  # the SDK's own first backoff for HTTP failures, kept when retries became ours
 _SLOW_DOWN_BACKOFF_S = 0.1  # first wait after a slow-down without Retry-After (doubling to 8 s): the limiter paces
+# A request that timed out is tried once more, not max_retries more times: a dead request must not hold
+# a run for (1 + max_retries) timeouts (with the defaults: 2 x 120 s to first token, streamed).
+TIMEOUT_RETRIES = 1
+
+
+def is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, openai.APITimeoutError) or (isinstance(exc, Interrupted) and exc.kind == "timeout")
 
 
 class RetryBudget:
     """tenacity's stop and wait for one request. Slow-down answers (429/503/529) are waited out round
     after round for `patience_s` (they are the server pacing us, not failures); everything else gets
-    `max_retries` more attempts. Waits: what the server asks (retry-after-ms / Retry-After), else
+    `max_retries` more attempts (timeouts: TIMEOUT_RETRIES). Waits: what the server asks (retry-after-ms / Retry-After), else
     exponential backoff with jitter (0.5 s doubling to 8 s, as the SDK's; `backoff_s` for unusable
     200s), and for slow-downs never less than that backoff, so a server asking for tiny waits is not
     hammered."""
@@ -74,6 +81,7 @@ class RetryBudget:
     def __init__(self, max_retries: int, patience_s: float, backoff_s: float):
         self.max_retries, self.patience_s, self.backoff_s = max_retries, patience_s, backoff_s
         self.retries = 0          # failures other than slow-downs so far
+        self.timeouts = 0
         self.slow_rounds = 0
         self.first_slow_down: float | None = None
         self.patience_spent = False
@@ -93,6 +101,7 @@ class RetryBudget:
             self.patience_spent = time.monotonic() + self._next_wait - self.first_slow_down > self.patience_s
         else:
             self.retries += 1
+            self.timeouts += is_timeout(exc)
             asked = _asked_wait(exc.response.headers) if isinstance(exc, openai.APIStatusError) else None
             base = self.backoff_s if isinstance(exc, BadAnswer) else _HTTP_BACKOFF_S
             self._next_wait = asked if asked is not None else \
@@ -103,7 +112,9 @@ class RetryBudget:
         exc = self._account(state)
         if exc is None:
             return True
-        return self.patience_spent if is_slow_down(exc) else self.retries > self.max_retries
+        if is_slow_down(exc):
+            return self.patience_spent
+        return self.retries > self.max_retries or self.timeouts > min(TIMEOUT_RETRIES, self.max_retries)
 
     def wait(self, state: RetryCallState) -> float:
         self._account(state)

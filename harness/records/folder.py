@@ -49,10 +49,23 @@ def redact(obj: Any, key: str = "") -> Any:
 
 
 class RunFolder:
+    """A run's folder. The same run_id again resumes a run that is unfinished or INCOMPLETE in place
+    (its previous summary and errors are kept as summary.previous.json / errors.previous.jsonl, so a
+    summary.json still means "finished"); a complete run is never overwritten."""
+
     def __init__(self, results_dir: str | Path, run_id: str):
         self.path = Path(results_dir) / "runs" / run_id
-        if (self.path / "summary.json").exists():
-            raise FileExistsError(f"run {run_id} already finished ({self.path}); choose another run_id")
+        summary = self.path / "summary.json"
+        if summary.exists():
+            try:
+                complete = json.loads(summary.read_text()).get("complete", True)
+            except (OSError, ValueError):
+                complete = True
+            if complete:
+                raise FileExistsError(f"run {run_id} already finished complete ({self.path}); choose another run_id")
+            os.replace(summary, self.path / "summary.previous.json")
+            if (self.path / "errors.jsonl").exists():
+                os.replace(self.path / "errors.jsonl", self.path / "errors.previous.jsonl")
         self.path.mkdir(parents=True, exist_ok=True)
         self._requests: IO[str] | None = None
 

@@ -46,6 +46,9 @@ def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
             metrics[f"{task}.extraction_stage.{stage}"] = count
         for filter_name, value in s["by_filter"].items():
             metrics[f"{task}.by_filter.{filter_name}.{s['metric']}"] = value
+        for measure, q in (s.get("speed") or {}).items():  # streamed runs: speed.ttft_ms.p50, ...
+            if isinstance(q, dict):
+                metrics.update({f"{task}.speed.{measure}.{k}": v for k, v in q.items()})
     usage = summary["usage"]
     metrics.update({
         "cost_usd": summary["cost_usd"],
