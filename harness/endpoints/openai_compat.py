@@ -257,16 +257,17 @@ class OpenAICompatEndpoint:
         retries = f"after up to {self.model.max_retries} retries (model.max_retries)"
         if isinstance(exc, openai.AuthenticationError):
             return EndpointError(f"{where} rejected the API key (401); check the key in {self.model.api_key_env}.")
+        cut = _cut_after_connecting(exc)  # before the relabelling below drops the cause
         if isinstance(exc, openai.APITimeoutError) and _connection_failure(exc):
             exc = openai.APIConnectionError(request=exc.request)  # the transport mislabels these
         if isinstance(exc, openai.APITimeoutError):  # a subclass of APIConnectionError: test it first
             return RequestFailed(
                 f"no answer from {where} within model.request_timeout_s={self.model.request_timeout_s:g} s, "
                 f"{retries}; raise the timeout or lower model.concurrency.", kind="timeout")
-        if isinstance(exc, openai.APIConnectionError) and self._answered and _cut_after_connecting(exc):
+        if isinstance(exc, openai.APIConnectionError) and self._answered and cut:
             return RequestFailed(
                 f"{where} accepted the connection but cut it before the answer was complete "
-                f"({_cut_after_connecting(exc)}), {retries}: the server is up; a proxy or server timeout, or a "
+                f"({cut}), {retries}: the server is up; a proxy or server timeout, or a "
                 f"crash mid-answer, is likelier than a wrong URL.", kind="connection")
         if isinstance(exc, openai.APIConnectionError):
             message = (f"cannot reach the endpoint at {self.base_url} for model '{self.model.name}' "
