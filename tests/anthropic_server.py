@@ -16,6 +16,7 @@ queue planned answers (one per request, in arrival order; when the plan is empty
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from aiohttp import web
@@ -81,6 +82,8 @@ class AnthropicServer(LoopbackServer):
         try:
             kind = action[0]
             headers = {"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"}
+            if kind == "ok" and payload.get("stream"):
+                return await self._stream(request, action[1], headers)
             if kind == "ok":
                 return web.json_response(action[1], headers=headers)
             if kind == "delay":
@@ -93,6 +96,37 @@ class AnthropicServer(LoopbackServer):
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    stream_interval_s = 0.0
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], headers: dict[str, str]) -> web.StreamResponse:
+        """The documented event stream for `body`: message_start (usage with input tokens), per content
+        block a start, deltas of 4 characters `stream_interval_s` apart, a stop; message_delta (stop
+        reason, output tokens); message_stop."""
+        response = web.StreamResponse(status=200, headers={**headers, "Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def send(event: str, data: dict[str, Any]) -> None:
+            await response.write(f"event: {event}\ndata: {json.dumps({'type': event, **data})}\n\n".encode())
+
+        usage = body.get("usage") or {}
+        start = {**body, "content": [], "stop_reason": None,
+                 "usage": {**usage, "output_tokens": 1}}
+        await send("message_start", {"message": start})
+        for index, block in enumerate(body.get("content") or []):
+            field, delta_type = ("thinking", "thinking_delta") if block.get("type") == "thinking" else ("text", "text_delta")
+            await send("content_block_start", {"index": index, "content_block": {**block, field: ""}})
+            text = block.get(field) or ""
+            for i in range(0, len(text), 4):
+                await send("content_block_delta", {"index": index, "delta": {"type": delta_type, field: text[i:i + 4]}})
+                if self.stream_interval_s:
+                    await asyncio.sleep(self.stream_interval_s)
+            await send("content_block_stop", {"index": index})
+        await send("message_delta", {"delta": {"stop_reason": body.get("stop_reason"), "stop_sequence": None},
+                                     "usage": {"output_tokens": usage.get("output_tokens", 0)}})
+        await send("message_stop", {})
+        await response.write_eof()
+        return response
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)

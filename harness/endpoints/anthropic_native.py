@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import asyncio
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ from harness.config import ModelConfig
 from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed, Usage
 from harness.endpoints.concurrency import AdaptiveLimiter
 from harness.endpoints.openai_compat import resolve_api_key, truncate_at_stop
+from harness.endpoints.openai_format import with_timing
+from harness.endpoints.openai_stream import StreamStalled, StreamTiming, TokenMarks
 from harness.endpoints.usage_checks import read_counts, vet
 
 log = logging.getLogger(__name__)
@@ -266,12 +269,20 @@ class AnthropicEndpoint:
     async def complete(self, request: ChatRequest, doc_key: str | None = None) -> Completion:
         kwargs = build_message_kwargs(self.model, request)  # config errors before any request
         client = self._ensure_client()
+        timing = None
         async with self.limiter:
             started = time.perf_counter()
             try:
-                response = await client.messages.create(**kwargs)
+                if self.model.stream:
+                    body, timing = await asyncio.wait_for(self._streamed(client, kwargs), self.model.attempt_timeout_s)
+                else:
+                    body = (await client.messages.create(**kwargs)).model_dump()
             except anthropic.APIError as exc:
                 failure = self._explain(exc, request)
+            except (StreamStalled, asyncio.TimeoutError) as exc:
+                failure = RequestFailed(f"{self.base_url} (model '{self.model.name}'): the event stream "
+                                        f"{exc or 'outlasted model.attempt_timeout_s'} (model.first_token_timeout_s / "
+                                        f"model.idle_timeout_s / model.attempt_timeout_s)", kind="timeout")
             else:
                 failure = None
             latency = time.perf_counter() - started
@@ -279,7 +290,52 @@ class AnthropicEndpoint:
             # Raised outside the except block so the SDK error (whose request carries the key in its
             # headers) is not attached as __context__ for some error reporter to print.
             raise failure
-        return parse_message(response.model_dump(), latency, request.stop, request)
+        return with_timing(parse_message(body, latency, request.stop, request), timing)
+
+    async def _streamed(self, client: anthropic.AsyncAnthropic, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming]:
+        """The Messages API event stream (message_start, content_block_*, message_delta) assembled into
+        the Message a non-streamed call returns, with its timing; stalls end at the model's timeouts."""
+        sent = time.perf_counter()
+        stream = await client.messages.create(**kwargs, stream=True)
+        message: dict[str, Any] = {}
+        usage: dict[str, Any] = {}
+        blocks: dict[int, dict[str, Any]] = {}
+        marks = TokenMarks(sent)
+        events = stream.__aiter__()
+        try:
+            while True:
+                limit = self.model.first_token_timeout_s if marks.first is None else self.model.idle_timeout_s
+                try:
+                    event = await asyncio.wait_for(events.__anext__(), timeout=limit)
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:
+                    raise StreamStalled(f"sent no {'first token' if marks.first is None else 'next event'} "
+                                        f"within {limit:g} s") from None
+                kind = getattr(event, "type", None)
+                if kind == "message_start":
+                    message = event.message.model_dump()
+                    usage = dict(message.get("usage") or {})
+                elif kind == "content_block_start":
+                    blocks[event.index] = event.content_block.model_dump()
+                elif kind == "content_block_delta":
+                    delta = event.delta.model_dump()
+                    block = blocks.setdefault(event.index, {"type": "text", "text": ""})
+                    if delta.get("type") == "text_delta":
+                        block["text"] = (block.get("text") or "") + delta.get("text", "")
+                        marks.token(answer=True)
+                    elif delta.get("type") == "thinking_delta":
+                        block["thinking"] = (block.get("thinking") or "") + delta.get("thinking", "")
+                        marks.token(answer=False)
+                elif kind == "message_delta":
+                    message["stop_reason"] = event.delta.stop_reason
+                    message["stop_sequence"] = event.delta.stop_sequence
+                    usage.update({k: v for k, v in event.usage.model_dump().items() if v is not None})
+        finally:
+            await stream.close()
+        message["content"] = [blocks[i] for i in sorted(blocks)]
+        message["usage"] = usage
+        return message, marks.timing()
 
     def _scrub(self, text: str) -> str:
         if self._api_key and len(self._api_key) >= 8:

@@ -4,14 +4,15 @@
 whose size moves:
 
 - it starts at the ceiling (`model.concurrency`: the most the user allows);
-- `on_rate_limited()` (the endpoint calls it for every 429 it sees, including the ones the SDK
-  then retries) halves the limit, floor 1, at most once per round trip (the recent latency of
+- `on_rate_limited()` (the endpoint calls it for every 429 it sees, on every attempt) halves the limit, floor 1, at most once per round trip (the recent latency of
   successful requests, capped at `cooldown_s`, which applies until a latency is known): the requests in flight
   when the server starts refusing all get their 429 within about one round trip, and that burst
   is one signal, not a halving per response. Every 429 also restarts the success count;
 - `on_success()` counts successful responses; after `limit` of them in a row (no 429 between) the
-  limit grows by one slot, up to the ceiling: back from 1 to 32 takes 1 + 2 + ... + 31 = 496
-  successes, so a provider that was overloaded a moment ago is not hit at full width at once.
+  limit grows by one slot, up to the ceiling; below the limit at which the last slow-down came it
+  takes PROBE_ROUNDS x `limit` (8 round trips), so a server at its capacity is probed into a 429
+  every few round trips rather than every one, and a provider that was overloaded a moment ago is
+  not hit at full width at once.
 
 A lowered limit does not interrupt requests already holding slots; new ones wait until fewer
 than `limit` are in flight. Waiters are served first come, first served.
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 # "Slow down" answers: 429 rate limit, 503 overloaded (DeepSeek), 529 overloaded (Anthropic).
 SLOW_DOWN = frozenset({429, 503, 529})
+# After a slow-down, the limit grows back one slot per PROBE_ROUNDS round trips (not one per round
+# trip) until it passes where the slow-down came: a server at its capacity is then probed into a 429
+# (and a halving) every few round trips instead of every one.
+PROBE_ROUNDS = 8
 
 
 class AdaptiveLimiter:
@@ -43,6 +48,7 @@ class AdaptiveLimiter:
         self.limit = ceiling
         self.in_flight = 0
         self.min_limit = ceiling
+        self._slowed_at = 0  # the limit at the last decrease while growing back below it (0: none)
         # (time, new limit) at the start and at every change: for tests and the run log.
         self.history: list[tuple[float, int]] = [(clock(), ceiling)]
         self.rate_limited = 0  # every 429 seen, counted or not
@@ -100,6 +106,7 @@ class AdaptiveLimiter:
         if now - self._last_decrease < self.effective_cooldown_s:
             return False
         self._last_decrease = now
+        self._slowed_at = self.limit
         new = max(self.floor, self.limit // 2)
         if new == self.limit:
             return False
@@ -127,10 +134,12 @@ class AdaptiveLimiter:
             self._streak = 0
             return False
         self._streak += 1
-        if self._streak < self.limit:
+        if self._streak < self.limit * (PROBE_ROUNDS if self.limit < self._slowed_at else 1):
             return False
         self._streak = 0
         self._set(self.limit + 1, self._clock())
+        if self.limit >= self._slowed_at:  # past where the last slow-down came: back to one per round trip
+            self._slowed_at = 0
         self._wake()
         return True
 

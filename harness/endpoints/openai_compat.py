@@ -46,17 +46,18 @@ while a long non-streaming answer is generated) are whitespace to the JSON parse
 resets the read timeout: request_timeout_s bounds the silence, not the whole answer.
 
 Slow-down answers (429, 503, 529) are not failures: the request gives its slot back, waits (what
-the server asked, at least 0.1 s doubling to 8 s), queues for a slot again under the lowered limit,
-and tries again, until model.rate_limit_patience_s. Measured (a server that takes 4 at once, 50 ms
-per answer, 120 requests): concurrency 64 takes 2.0x the time of concurrency 4 (the SDK's retries
-inside the slot took 2.6x); the limiter's convergence is what is left.
+the server asked, at least 0.05 s doubling to 8 s), queues for a slot again under the lowered
+limit, and tries again, until model.rate_limit_patience_s. bench/bench_rate_limited.py (a server that
+takes 4 at once, 50 ms per answer, 120 requests): concurrency 64 takes 1.25x the time of
+concurrency 4 (the SDK's retries inside the slot took 2.6x).
 
 Concurrency: every attempt holds a slot of an `AdaptiveLimiter` (harness.endpoints.concurrency)
 while it is on the wire, so the slots bound the requests the server sees at once. The limiter starts
 at model.concurrency and sees every HTTP response through the `response` event hook of the
 `openai.DefaultAioHttpClient` (an `httpx2.AsyncClient` over aiohttp) the SDK sends through: a 429,
 503 or 529 calls `limiter.on_rate_limited()` (halve, once per round trip), a 2xx/3xx
-`limiter.on_success()` (grow back by one slot every `limit` successes).
+`limiter.on_success()` (grow back by one slot every `limit` successes; after a slow-down, every
+PROBE_ROUNDS x `limit` until past where it came).
 
 Speed (bench/throughput.py): requests go through the SDK's low-level `post` with the JSON body as
 built and the raw answer parsed here, skipping `chat.completions.create`'s per-message type

@@ -45,6 +45,36 @@ class StreamTiming:
         return asdict(self)
 
 
+class TokenMarks:
+    """When the tokens of a stream arrived: first, first answer token, last, the longest gap."""
+
+    def __init__(self, sent: float):
+        self.sent = sent
+        self.first: float | None = None
+        self.first_answer: float | None = None
+        self.last: float | None = None
+        self.max_gap = 0.0
+        self.chunks = 0
+
+    def token(self, *, answer: bool) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        elif self.last is not None:
+            self.max_gap = max(self.max_gap, now - self.last)
+        if answer and self.first_answer is None:
+            self.first_answer = now
+        self.last = now
+        self.chunks += 1
+
+    def timing(self) -> StreamTiming:
+        return StreamTiming(
+            ttft_s=None if self.first is None else self.first - self.sent,
+            answer_ttft_s=None if self.first_answer is None else self.first_answer - self.sent,
+            generation_s=None if self.first is None or self.last is None else self.last - self.first,
+            max_gap_s=self.max_gap if self.chunks > 1 else None, chunks=self.chunks)
+
+
 async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, first_token_timeout_s: float,
                       max_bytes: int = MAX_STREAM_BYTES) -> tuple[dict[str, Any], StreamTiming]:
     """Read the SSE stream of a chat completion to its end ([DONE] or EOF)."""
@@ -52,21 +82,19 @@ async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, f
     reasoning: list[str] = []
     body: dict[str, Any] = {"object": "chat.completion", "choices": []}
     finish_reason = None
-    first = first_answer = last = None
-    max_gap = 0.0
-    chunks = 0
+    marks = TokenMarks(sent_at)
     size = 0
     lines = response.aiter_lines().__aiter__()
     last_progress = sent_at
     while True:
-        limit = first_token_timeout_s if first is None else idle_timeout_s
+        limit = first_token_timeout_s if marks.first is None else idle_timeout_s
         remaining = last_progress + limit - time.perf_counter()
         try:
             line = await asyncio.wait_for(lines.__anext__(), timeout=max(remaining, 0.001))
         except StopAsyncIteration:
             break
         except asyncio.TimeoutError:
-            what = "the first token" if first is None else "the next chunk"
+            what = "the first token" if marks.first is None else "the next chunk"
             raise StreamStalled(f"no {what} within {limit:g} s") from None
         size += len(line)
         if size > max_bytes:
@@ -84,8 +112,7 @@ async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, f
             raise StreamMalformed(f"an event that is not an object: {data[:200]!r}")
         if "error" in chunk:
             raise StreamMalformed(f"an error event: {str(chunk['error'])[:300]}")
-        now = time.perf_counter()
-        last_progress = now
+        last_progress = time.perf_counter()
         for key in ("id", "model", "system_fingerprint", "created"):
             if chunk.get(key) is not None:
                 body[key] = chunk[key]
@@ -98,18 +125,12 @@ async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, f
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
         text = delta.get("content")
         thought = delta.get("reasoning_content") or delta.get("reasoning")
-        if isinstance(text, str) and text:
-            content.append(text)
-            first_answer = first_answer or now
         if isinstance(thought, str) and thought:
             reasoning.append(thought)
+        if isinstance(text, str) and text:
+            content.append(text)
         if (isinstance(text, str) and text) or (isinstance(thought, str) and thought):
-            if first is None:
-                first = now
-            else:
-                max_gap = max(max_gap, now - last)  # type: ignore[operator]
-            last = now
-            chunks += 1
+            marks.token(answer=isinstance(text, str) and bool(text))
         if choice.get("finish_reason"):
             finish_reason = choice["finish_reason"]
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content) if content else None}
@@ -117,9 +138,4 @@ async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, f
         message["reasoning_content"] = "".join(reasoning)
     if content or reasoning or finish_reason:
         body["choices"] = [{"index": 0, "message": message, "finish_reason": finish_reason}]
-    timing = StreamTiming(
-        ttft_s=None if first is None else first - sent_at,
-        answer_ttft_s=None if first_answer is None else first_answer - sent_at,
-        generation_s=None if first is None or last is None else last - first,
-        max_gap_s=max_gap if chunks > 1 else None, chunks=chunks)
-    return body, timing
+    return body, marks.timing()

@@ -60,7 +60,7 @@ def retryable(exc: BaseException) -> bool:
 
 
 _HTTP_BACKOFF_S = 0.5  # the SDK's own first backoff for HTTP failures, kept when retries became ours
-_SLOW_DOWN_BACKOFF_S = 0.1  # first wait after a slow-down without Retry-After (doubling to 8 s): the limiter paces
+_SLOW_DOWN_BACKOFF_S = 0.05  # first wait after a slow-down without Retry-After (doubling to 8 s): the limiter paces
 # A request that timed out is tried once more, not max_retries more times: a dead request must not hold
 # a run for (1 + max_retries) timeouts (with the defaults: 2 x 120 s to first token, streamed).
 TIMEOUT_RETRIES = 1
