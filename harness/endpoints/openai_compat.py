@@ -159,17 +159,29 @@ class OpenAICompatEndpoint:
         kwargs = build_request_kwargs(self.model, request)
         budget = RetryBudget(self.model.max_retries, self.model.rate_limit_patience_s, self.retry_backoff_s)
         outcome: dict[str, Any] | BaseException
-        try:
-            async for attempt in AsyncRetrying(retry=retry_if_exception(retryable), stop=budget.stop,
-                                               wait=budget.wait, reraise=True):
-                with attempt:
-                    async with self.limiter:
-                        started = time.perf_counter()
-                        body, timing = await self._attempt(client, kwargs)
-                        latency = time.perf_counter() - started
+        try:  # the first attempt without tenacity's machinery (the common case pays nothing for it)
+            async with self.limiter:
+                started = time.perf_counter()
+                body, timing = await self._attempt(client, kwargs)
+                latency = time.perf_counter() - started
             outcome = body
         except (BadAnswer, Interrupted, openai.APIError) as exc:
             outcome = exc
+        if isinstance(outcome, BaseException) and retryable(outcome):
+            budget.book(outcome)
+            if not budget.exhausted(outcome):
+                await asyncio.sleep(budget.next_wait)  # without a slot
+                try:
+                    async for attempt in AsyncRetrying(retry=retry_if_exception(retryable), stop=budget.stop,
+                                                       wait=budget.wait, reraise=True):
+                        with attempt:
+                            async with self.limiter:
+                                started = time.perf_counter()
+                                body, timing = await self._attempt(client, kwargs)
+                                latency = time.perf_counter() - started
+                    outcome = body
+                except (BadAnswer, Interrupted, openai.APIError) as exc:
+                    outcome = exc
         if isinstance(outcome, BaseException):
             # Raised outside the except block so the SDK error (whose request carries the key in its
             # headers) is not attached as __context__ for some error reporter to print.
@@ -199,8 +211,9 @@ class OpenAICompatEndpoint:
         """One HTTP request through the SDK (its retries off), within model.attempt_timeout_s; the body
         (and, streamed, its timing), or BadAnswer / Interrupted for what another attempt may fix."""
         try:
-            return await asyncio.wait_for(self._exchange(client, kwargs), timeout=self.model.attempt_timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.model.attempt_timeout_s):  # no task per request, unlike wait_for
+                return await self._exchange(client, kwargs)
+        except TimeoutError:
             raise Interrupted("timeout", f"the answer took longer than model.attempt_timeout_s="
                                           f"{self.model.attempt_timeout_s:g} s") from None
 

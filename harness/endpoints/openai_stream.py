@@ -84,55 +84,52 @@ async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, f
     finish_reason = None
     marks = TokenMarks(sent_at)
     size = 0
-    lines = response.aiter_lines().__aiter__()
-    last_progress = sent_at
-    while True:
-        limit = first_token_timeout_s if marks.first is None else idle_timeout_s
-        remaining = last_progress + limit - time.perf_counter()
-        try:
-            line = await asyncio.wait_for(lines.__anext__(), timeout=max(remaining, 0.001))
-        except StopAsyncIteration:
-            break
-        except asyncio.TimeoutError:
-            what = "the first token" if marks.first is None else "the next chunk"
-            raise StreamStalled(f"no {what} within {limit:g} s") from None
-        size += len(line)
-        if size > max_bytes:
-            raise StreamMalformed(f"a stream longer than {max_bytes} bytes")
-        if not line.startswith("data:"):
-            continue  # blank separators, ": keep-alive" comments, event names: not progress
-        data = line[5:].strip()
-        if data == "[DONE]":
-            break
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise StreamMalformed(f"an event that is not JSON: {data[:200]!r}") from None
-        if not isinstance(chunk, dict):
-            raise StreamMalformed(f"an event that is not an object: {data[:200]!r}")
-        if "error" in chunk:
-            raise StreamMalformed(f"an error event: {str(chunk['error'])[:300]}")
-        last_progress = time.perf_counter()
-        for key in ("id", "model", "system_fingerprint", "created"):
-            if chunk.get(key) is not None:
-                body[key] = chunk[key]
-        if isinstance(chunk.get("usage"), dict) or chunk.get("usage"):
-            body["usage"] = chunk["usage"]
-        choices = chunk.get("choices") or []
-        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
-        if choice is None:
-            continue
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-        text = delta.get("content")
-        thought = delta.get("reasoning_content") or delta.get("reasoning")
-        if isinstance(thought, str) and thought:
-            reasoning.append(thought)
-        if isinstance(text, str) and text:
-            content.append(text)
-        if (isinstance(text, str) and text) or (isinstance(thought, str) and thought):
-            marks.token(answer=isinstance(text, str) and bool(text))
-        if choice.get("finish_reason"):
-            finish_reason = choice["finish_reason"]
+    loop = asyncio.get_running_loop()
+    deadline = asyncio.timeout(None)  # rescheduled on progress; no task per line, unlike wait_for
+    try:
+        async with deadline:
+            deadline.reschedule(loop.time() + max(first_token_timeout_s - (time.perf_counter() - sent_at), 0.001))
+            async for line in response.aiter_lines():
+                size += len(line)
+                if size > max_bytes:
+                    raise StreamMalformed(f"a stream longer than {max_bytes} bytes")
+                if not line.startswith("data:"):
+                    continue  # blank separators, ": keep-alive" comments, event names: not progress
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    raise StreamMalformed(f"an event that is not JSON: {data[:200]!r}") from None
+                if not isinstance(chunk, dict):
+                    raise StreamMalformed(f"an event that is not an object: {data[:200]!r}")
+                if "error" in chunk:
+                    raise StreamMalformed(f"an error event: {str(chunk['error'])[:300]}")
+                deadline.reschedule(loop.time() + (idle_timeout_s if marks.first is not None else first_token_timeout_s))
+                for key in ("id", "model", "system_fingerprint", "created"):
+                    if chunk.get(key) is not None:
+                        body[key] = chunk[key]
+                if isinstance(chunk.get("usage"), dict) or chunk.get("usage"):
+                    body["usage"] = chunk["usage"]
+                choices = chunk.get("choices") or []
+                choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+                if choice is None:
+                    continue
+                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+                text = delta.get("content")
+                thought = delta.get("reasoning_content") or delta.get("reasoning")
+                if isinstance(thought, str) and thought:
+                    reasoning.append(thought)
+                if isinstance(text, str) and text:
+                    content.append(text)
+                if (isinstance(text, str) and text) or (isinstance(thought, str) and thought):
+                    marks.token(answer=isinstance(text, str) and bool(text))
+                if choice.get("finish_reason"):
+                    finish_reason = choice["finish_reason"]
+    except TimeoutError:
+        what, limit = ("the first token", first_token_timeout_s) if marks.first is None else ("the next chunk", idle_timeout_s)
+        raise StreamStalled(f"no {what} within {limit:g} s") from None
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content) if content else None}
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)

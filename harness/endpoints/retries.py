@@ -94,6 +94,12 @@ class RetryBudget:
         if exc is None or state.attempt_number == self._seen_attempt:
             return exc
         self._seen_attempt = state.attempt_number
+        self.book(exc)
+        return exc
+
+    def book(self, exc: BaseException) -> None:
+        """Count a failed attempt and work out the wait before the next (also for an attempt made
+        before tenacity took over: the first goes out without its machinery)."""
         if is_slow_down(exc):
             self._next_wait = slow_down_wait(exc.response.headers, self.slow_rounds, _SLOW_DOWN_BACKOFF_S)  # type: ignore[attr-defined]
             self.slow_rounds += 1
@@ -106,15 +112,20 @@ class RetryBudget:
             base = self.backoff_s if isinstance(exc, BadAnswer) else _HTTP_BACKOFF_S
             self._next_wait = asked if asked is not None else \
                 min(base * 2 ** (self.retries - 1), 8.0) * (0.75 + 0.5 * random.random())
-        return exc
 
-    def stop(self, state: RetryCallState) -> bool:
-        exc = self._account(state)
-        if exc is None:
-            return True
+    def exhausted(self, exc: BaseException) -> bool:
+        """After `book(exc)`: no attempt is left."""
         if is_slow_down(exc):
             return self.patience_spent
         return self.retries > self.max_retries or self.timeouts > min(TIMEOUT_RETRIES, self.max_retries)
+
+    @property
+    def next_wait(self) -> float:
+        return self._next_wait
+
+    def stop(self, state: RetryCallState) -> bool:
+        exc = self._account(state)
+        return True if exc is None else self.exhausted(exc)
 
     def wait(self, state: RetryCallState) -> float:
         self._account(state)
