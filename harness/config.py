@@ -122,7 +122,7 @@ class ModelConfig:
     # Slow-down answers (429, 503, 529) are not failures: a request waits as the server asks (and
     # backs off), with fewer requests in flight, for up to this long before it is recorded as an error.
     rate_limit_patience_s: float = 300.0
-    request_timeout_s: float = 300.0  # non-streamed: the longest silence while waiting for the answer
+    request_timeout_s: float = 120.0  # non-streamed: the longest silence while waiting for the answer
     # Streamed responses (server-sent events with stream_options.include_usage): time to first token,
     # tokens/s and inter-token gaps per response; a stalled stream is cut at the idle timeout.
     stream: bool = False
