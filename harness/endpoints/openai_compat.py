@@ -160,10 +160,7 @@ class OpenAICompatEndpoint:
         budget = RetryBudget(self.model.max_retries, self.model.rate_limit_patience_s, self.retry_backoff_s)
         outcome: dict[str, Any] | BaseException
         try:  # the first attempt without tenacity's machinery (the common case pays nothing for it)
-            async with self.limiter:
-                started = time.perf_counter()
-                body, timing = await self._attempt(client, kwargs)
-                latency = time.perf_counter() - started
+            body, timing, latency = await self._in_a_slot(client, kwargs)
             outcome = body
         except (BadAnswer, Interrupted, openai.APIError) as exc:
             outcome = exc
@@ -175,10 +172,7 @@ class OpenAICompatEndpoint:
                     async for attempt in AsyncRetrying(retry=retry_if_exception(retryable), stop=budget.stop,
                                                        wait=budget.wait, reraise=True):
                         with attempt:
-                            async with self.limiter:
-                                started = time.perf_counter()
-                                body, timing = await self._attempt(client, kwargs)
-                                latency = time.perf_counter() - started
+                            body, timing, latency = await self._in_a_slot(client, kwargs)
                     outcome = body
                 except (BadAnswer, Interrupted, openai.APIError) as exc:
                     outcome = exc
@@ -188,6 +182,13 @@ class OpenAICompatEndpoint:
             raise self._failure(outcome, request, budget)
         self.limiter.note_latency(latency)
         return with_timing(parse_chat_completion(outcome, latency, request.stop, request), timing)
+
+    async def _in_a_slot(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming | None, float]:
+        """One attempt holding a concurrency slot: (body, stream timing, seconds on the wire)."""
+        async with self.limiter:
+            started = time.perf_counter()
+            body, timing = await self._attempt(client, kwargs)
+            return body, timing, time.perf_counter() - started
 
     def _failure(self, exc: BaseException, request: ChatRequest, budget: "RetryBudget") -> EndpointError:
         if isinstance(exc, BadAnswer):
