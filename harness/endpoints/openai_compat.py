@@ -84,7 +84,7 @@ from harness.config import ModelConfig
 from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed
 from harness.endpoints.concurrency import AdaptiveLimiter
 from harness.endpoints.openai_stream import StreamMalformed, StreamStalled, StreamTiming, read_stream
-from harness.endpoints.retries import BadAnswer, Interrupted, RetryBudget, is_slow_down, retryable
+from harness.endpoints.retries import TIMEOUT_RETRIES, BadAnswer, Interrupted, RetryBudget, is_slow_down, retryable
 from harness.endpoints.openai_format import (  # noqa: F401 (the dialect's parsers, used here and re-exported)
     _get, build_request_kwargs, parse_chat_completion, parse_usage, read_usage, split_reasoning, truncate_at_stop,
     with_timing)
@@ -194,8 +194,9 @@ class OpenAICompatEndpoint:
         if isinstance(exc, BadAnswer):
             return self._bad_answer(exc, request)
         if isinstance(exc, Interrupted):
-            return RequestFailed(f"{self._where(request)}: {exc.detail}; after up to {self.model.max_retries} "
-                                 f"retries (model.max_retries)", kind=exc.kind)
+            tries = f"tried {1 + min(TIMEOUT_RETRIES, self.model.max_retries)} times" if exc.kind == "timeout" else \
+                f"after up to {self.model.max_retries} retries (model.max_retries)"
+            return RequestFailed(f"{self._where(request)}: {exc.detail}; {tries}", kind=exc.kind)
         if is_slow_down(exc) and budget.patience_spent:
             return self._out_of_patience(self._explain(exc, request), request)  # type: ignore[arg-type]
         return self._explain(exc, request)  # type: ignore[arg-type]
@@ -278,7 +279,8 @@ class OpenAICompatEndpoint:
         if isinstance(exc, openai.APITimeoutError):  # a subclass of APIConnectionError: test it first
             return RequestFailed(
                 f"no answer from {where} within model.request_timeout_s={self.model.request_timeout_s:g} s, "
-                f"{retries}; raise the timeout or lower model.concurrency.", kind="timeout")
+                f"tried {1 + min(TIMEOUT_RETRIES, self.model.max_retries)} times (a timed-out request is tried once "
+                f"more); raise the timeout, stream (model.stream=true), or lower model.concurrency.", kind="timeout")
         if isinstance(exc, openai.APIConnectionError) and self._answered and cut:
             return RequestFailed(
                 f"{where} accepted the connection but cut it before the answer was complete "
