@@ -197,20 +197,17 @@ class EndpointLM(LM):
         bar = tqdm(total=len(planned), desc=f"{self.model.name}", unit="req",
                    disable=disable_tqdm or not self.show_progress)
         sent_at: dict[int, float] = {}  # requests on their way (not cache hits): when each was sent
-        status = {"line": ""}
-
-        def show() -> None:
-            waiting = ""
-            if sent_at:
-                oldest = time.monotonic() - min(sent_at.values())
-                if oldest >= WAITING_SHOWN_AFTER_S:  # say so while requests wait, so a slow server is visible
-                    waiting = f", {len(sent_at)} in flight, oldest {oldest:.0f} s"
-            bar.set_postfix_str(status["line"] + waiting, refresh=bool(waiting))
+        status = {"line": "", "waiting": ""}
 
         async def watch() -> None:
+            """Every 2 s (not per response: the oldest is a scan of everything in flight), say whether
+            requests have been waiting long, so a slow or silent server is visible."""
             while True:
                 await asyncio.sleep(2.0)
-                show()
+                oldest = time.monotonic() - min(sent_at.values()) if sent_at else 0.0
+                status["waiting"] = (f", {len(sent_at)} in flight, oldest {oldest:.0f} s"
+                                     if oldest >= WAITING_SHOWN_AFTER_S else "")
+                bar.set_postfix_str(status["line"] + status["waiting"], refresh=bool(status["waiting"]))
 
         async def one(index: int, slot: tuple[str, int], key_of_doc: str, repeat: int, request: ChatRequest) -> None:
             key = cache_key(self.endpoint.identity, request)
@@ -250,7 +247,7 @@ class EndpointLM(LM):
                 f"in {self.spend.usage.input_tokens} out {self.spend.usage.output_tokens} tok, "
                 f"${self.spend.cost_usd_new:.4f} new / ${self.spend.cost_usd:.4f} total, "
                 f"{self.spend.cache_hits} cached" + (f", {self.spend.errors} errors" if self.spend.errors else ""))
-            show()
+            bar.set_postfix_str(status["line"] + status["waiting"], refresh=False)
 
         jobs = [asyncio.create_task(one(i, *plan)) for i, plan in enumerate(planned)]
         watcher = asyncio.create_task(watch())
