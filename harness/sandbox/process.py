@@ -42,8 +42,6 @@ class Execution:
         return asdict(self)
 
 
-
-
 class Process:
     """One sandboxed program with its stdin/stdout as a channel; every read and write has a deadline.
 
@@ -211,8 +209,7 @@ def execute(source: str, stdin: bytes, limits: Limits, unsafe: bool) -> Executio
         out, truncated = proc.read_to_eof(limits.max_output_bytes)
         code = proc.finish(grace_s=max(0.0, min(1.0, proc.deadline - time.monotonic())))
     finally:
-        if proc._proc.returncode is None:  # an exception (e.g. Ctrl-C) on the way: nothing outlives the call
-            proc.finish()
+        proc.finish()  # idempotent; after an exception (e.g. Ctrl-C) on the way, nothing outlives the call
     killed = code is not None and code < 0
     return Execution(exit_code=None if killed else code, signal=-code if killed else None,
                      stdout=out.decode("utf-8", errors="replace"),

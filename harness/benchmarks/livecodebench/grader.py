@@ -1,7 +1,7 @@
 """Grades model-written solutions with LiveCodeBench's semantics, each in its own sandbox.
 
 Semantics from LiveCodeBench/LiveCodeBench lcb_runner/evaluation (testing_util.py and
-compute_code_generation_metrics.py, commit 15808c76): all public and private tests, in that order; a
+compute_code_generation_metrics.py, commit 16de2a1, as driver.py): all public and private tests, in that order; a
 problem passes only if every test passes; functional tests call `Solution().<func_name>(*args)` with
 each input line JSON-decoded and compare `prediction == json.loads(expected)` (a top-level tuple counts
 as a list); stdin tests compare the output line by line after stripping, a line matching exactly or as
@@ -57,7 +57,8 @@ class GradeJob:
 @dataclass(frozen=True)
 class Grade:
     passed: bool
-    # passed | no_code | compile_error | wrong_answer | runtime_error | timeout | output_limit | global_timeout\n    # | sandbox_error (the sandbox itself failed; never for what the solution did)
+    # passed | no_code | compile_error | wrong_answer | runtime_error | timeout | output_limit | global_timeout
+    # | sandbox_error (the sandbox itself failed; never for what the solution did)
     status: str
     n_tests: int
     n_passed: int  # tests passed before the first failure
