@@ -233,9 +233,12 @@ def add_speed(summary: dict[str, Any], records: dict[tuple[str, int], list[Any]]
     """Streamed runs: time to first token and tokens/s (p50/p90) overall and per task (scoring.speed)."""
     from harness.scoring.speed import speed_summary
 
-    summary["speed"] = speed_summary(r for rs in records.values() for r in rs)
+    by_task: dict[str, list[Any]] = {}
+    for (task, _), responses in records.items():
+        by_task.setdefault(task, []).extend(responses)
+    summary["speed"] = speed_summary(r for responses in by_task.values() for r in responses)
     for task, entry in summary["tasks"].items():
-        entry["speed"] = speed_summary(r for (t, _), rs in records.items() if t == task for r in rs)
+        entry["speed"] = speed_summary(by_task.get(task, []))
 
 
 def add_run_checks(summary: dict[str, Any], cfg: RunConfig, endpoint: Endpoint, balance_before: float | None) -> None:

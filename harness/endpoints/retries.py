@@ -18,23 +18,22 @@ from tenacity import RetryCallState
 from harness.endpoints.concurrency import SLOW_DOWN
 
 
-class Interrupted(Exception):
+class AttemptFailed(Exception):
+    """An attempt another may fix, with the RequestFailed kind it becomes when none is left."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class Interrupted(AttemptFailed):
     """An attempt cut short on our side or mid-answer (a stalled stream, the attempt deadline, a
-    connection cut after the answer began): retried, then a RequestFailed of this kind."""
-
-    def __init__(self, kind: str, detail: str):
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
+    connection cut after the answer began)."""
 
 
-class BadAnswer(Exception):
-    """A 200 whose body we cannot use; retried by our tenacity layer, then a RequestFailed."""
-
-    def __init__(self, kind: str, detail: str):
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
+class BadAnswer(AttemptFailed):
+    """A 200 whose body we cannot use (not JSON, no choices, empty)."""
 
 
 def slow_down_wait(headers: Any, attempt: int, backoff_s: float = 0.5) -> float:
@@ -52,7 +51,7 @@ def is_slow_down(exc: BaseException) -> bool:
 def retryable(exc: BaseException) -> bool:
     """What another attempt may fix: a slow-down or server error, 408/409, a dropped connection or a
     timeout, an unusable 200. Not: 4xx the configuration or the prompt must fix."""
-    if isinstance(exc, (BadAnswer, Interrupted)):
+    if isinstance(exc, AttemptFailed):
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
