@@ -373,4 +373,5 @@ def test_streamed_local_run_measures_speed_and_judges_a_speed_claim(require_llam
     assert verdicts["test-smollm2-ttft"]["status"] == "above claim"
     assert verdicts["test-smollm2-rate"]["status"] == "above claim"
     assert verdicts["test-smollm2-ttft"]["measured"] == pytest.approx(speed["ttft_ms"]["p50"])
+    assert verdicts["test-smollm2-ttft"]["ci95"] is None  # p50/p90 are no 95% interval; the report must not say so
     assert any("output length" in m for m in verdicts["test-smollm2-ttft"]["mismatches"])

@@ -172,7 +172,8 @@ def speed_verdict(claim: Claim, common: dict[str, Any], speed: dict[str, Any] | 
     mismatches = (f"prompt and output length: the claim states none; measured at p50 {speed['input_tokens']['p50']:.0f} "
                   f"prompt and {lengths.get('p50', 0):.0f} output tokens",
                   "time of day, load and client location: unknown for the claim; this run's are its own")
-    return Verdict(**common, status=status, measured=p50, ci95=(min(p50, p90), max(p50, p90)), n=speed["n_streamed"],
+    # No interval: p50/p90 are not one, and the report's "measured [95% CI]" column must not say so.
+    return Verdict(**common, status=status, measured=p50, ci95=None, n=speed["n_streamed"],
                    task=task, mismatches=mismatches, unknowns=(), cost_usd=None,
                    detail=f"p50 {p50:.0f} {unit} (p90 {p90:.0f}) over {speed['n_streamed']} streamed responses vs claimed "
                           f"{claim.value} {unit}; within {SPEED_TOLERANCE:.0%} counts as consistent")
