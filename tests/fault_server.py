@@ -99,7 +99,8 @@ def keepalive(n: int, body: dict[str, Any] | None = None, interval_s: float = 0.
 
 def streamed(body: dict[str, Any] | None = None, **opts: Any) -> tuple:
     """A streamed answer with a fault: stall_after=k (chunks, then silence for stall_s, then the
-    connection drops), cut_after=k (chunks, then the connection drops), keepalive_s (comments first)."""
+    connection drops), cut_after=k (chunks, then the connection drops), keepalive_s (comments first),
+    no_finish=True (the chunks, then the stream ends without finish_reason or [DONE])."""
     return ("stream", body or chat_body(), opts)
 
 
@@ -280,6 +281,12 @@ class FaultServer(LoopbackServer):
             keepalive_s -= 0.05
             if await self._sleep(0.05):
                 break
+        empty_s = opts.get("empty_events_s", 0.0)
+        while empty_s > 0:  # valid events that carry no token: not progress towards the first one
+            await response.write(b'data: {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}}]}\n\n')
+            empty_s -= 0.05
+            if await self._sleep(0.05):
+                break
         choices = body.get("choices") or []
         message = choices[0].get("message") or {} if choices else {}
         pieces = [("reasoning_content", r[i:i + 4]) for r in [message.get("reasoning_content") or ""]
@@ -302,6 +309,10 @@ class FaultServer(LoopbackServer):
             first = first or last
             if self.stream_interval_s and await self._sleep(self.stream_interval_s):
                 break
+        if opts.get("no_finish"):  # the stream just ends: no finish_reason, no [DONE]
+            await response.write_eof()
+            self._outcome("stream_unfinished")
+            return response
         finish = choices[0].get("finish_reason", "stop") if choices else "stop"
         await response.write(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n".encode())
         if (payload.get("stream_options") or {}).get("include_usage") and "usage" in body:

@@ -423,6 +423,31 @@ def test_impossible_usage_keeps_the_answer_and_bills_the_worst_case(server, usag
     assert result.usage.cached_input_tokens == 0
 
 
+@pytest.mark.parametrize("message", [
+    {"role": "assistant", "content": ["a", "list"]},
+    {"role": "assistant", "content": 5},
+    {"role": "assistant", "content": {"a": 1}},
+    {"role": "assistant", "content": "", "reasoning_content": 7},
+])
+def test_content_that_is_not_text_is_malformed_not_a_crash(server, message):
+    body = chat_body("x")
+    body["choices"][0]["message"] = message
+    server.plan(*[ok(body)] * 2)
+    expect_failed(server.base_url, "malformed", make_cfg(max_retries=1))
+
+
+def test_a_body_nested_past_the_parser_is_malformed_not_a_crash(server):
+    server.plan(*[malformed("[" * 200_000 + "]" * 200_000)] * 2)
+    expect_failed(server.base_url, "malformed", make_cfg(max_retries=1))
+
+
+def test_zero_usage_for_a_real_exchange_is_suspect(server):
+    server.plan(ok(chat_body("a real answer", prompt_tokens=0, completion_tokens=0)))
+    result = complete(server.base_url)
+    assert result.usage_status == "suspect" and "0 prompt tokens" in result.usage_note
+    assert "0 output tokens" in result.usage_note and result.usage.output_tokens == 8
+
+
 def test_missing_usage_is_estimated_and_said_so(server):
     body = chat_body("four bytes x3")
     del body["usage"]

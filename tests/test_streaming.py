@@ -122,3 +122,23 @@ def test_a_stream_without_usage_is_estimated_and_timed_by_chunks():
         server.plan(ok(body))
         result = complete(server, cfg())
     assert result.usage_status == "estimated" and result.tokens_per_s is not None
+
+
+def test_a_stream_that_ends_without_finishing_is_not_an_answer():
+    with FaultServer() as server:
+        server.plan(*[streamed(chat_body("The answer is"), no_finish=True)] * 2)
+        with pytest.raises(RequestFailed) as info:
+            complete(server, cfg(max_retries=1))
+    assert info.value.kind == "connection" and "ended before the answer was complete" in str(info.value)
+
+
+def test_events_without_a_token_do_not_move_the_first_token_deadline():
+    """Valid events with empty deltas every 0.05 s for 10 s must not keep a stream alive past its
+    first-token deadline (they did while any event counted as progress)."""
+    with FaultServer() as server:
+        server.plan(streamed(chat_body("late"), empty_events_s=10))
+        started = time.monotonic()
+        with pytest.raises(RequestFailed) as info:
+            complete(server, cfg(first_token_timeout_s=0.6, max_retries=0))
+    assert info.value.kind == "timeout" and "first token" in str(info.value)
+    assert time.monotonic() - started < 3

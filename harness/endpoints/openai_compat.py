@@ -83,7 +83,7 @@ from tenacity import AsyncRetrying, retry_if_exception
 from harness.config import ModelConfig
 from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed
 from harness.endpoints.concurrency import AdaptiveLimiter
-from harness.endpoints.openai_stream import StreamMalformed, StreamStalled, StreamTiming, read_stream
+from harness.endpoints.openai_stream import StreamCut, StreamMalformed, StreamStalled, StreamTiming, read_stream
 from harness.endpoints.retries import TIMEOUT_RETRIES, BadAnswer, Interrupted, RetryBudget, is_slow_down, retryable
 from harness.endpoints.openai_format import (  # noqa: F401 (the dialect's parsers, used here and re-exported)
     _get, build_request_kwargs, parse_chat_completion, parse_usage, read_usage, split_reasoning, truncate_at_stop,
@@ -241,6 +241,8 @@ class OpenAICompatEndpoint:
                                               f"model.idle_timeout_s)") from None
             except StreamMalformed as exc:
                 raise BadAnswer("malformed", str(exc)) from None
+            except StreamCut as exc:
+                raise Interrupted("connection", f"{exc}, after the server had started answering") from None
             except (httpx2.HTTPError, aiohttp.ClientError, OSError) as exc:
                 raise Interrupted("connection", f"the connection was cut mid-answer ({type(exc).__name__}) "
                                                  f"after the server had started answering") from None
@@ -251,7 +253,7 @@ class OpenAICompatEndpoint:
                                          options={"security": {"bearer_auth": True}})
             try:
                 answer = json.loads(response.content)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the parser, a 5,000-digit int
                 raise BadAnswer("malformed", f"{type(exc).__name__}: {str(exc)[:200]}") from None
         _check_answer(answer)
         return answer, timing
@@ -371,6 +373,10 @@ def _check_answer(answer: Any) -> None:
     if not isinstance(message, dict):
         raise BadAnswer("malformed", f"a choice without a message: {str(answer)[:200]!r}")
     content = message.get("content")
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if not isinstance(content, (str, type(None))) or not isinstance(reasoning, (str, type(None))) \
+            or not isinstance(choice.get("finish_reason"), (str, type(None))):
+        raise BadAnswer("malformed", f"content, reasoning or finish_reason that is not text: {str(choice)[:200]!r}")
     if not (content.strip() if isinstance(content, str) else content) and choice.get("finish_reason") != "length" \
             and not (message.get("reasoning_content") or message.get("reasoning")):
         raise BadAnswer("empty", f"an empty answer (content {content!r}, finish_reason {choice.get('finish_reason')!r})")

@@ -24,6 +24,10 @@ class StreamStalled(Exception):
     """No chunk within the idle (or first-token) timeout."""
 
 
+class StreamCut(Exception):
+    """The stream ended (EOF) before a finish_reason or [DONE]: the answer is incomplete."""
+
+
 class StreamMalformed(Exception):
     """An event that is not a chat.completion.chunk."""
 
@@ -84,6 +88,7 @@ async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, f
     finish_reason = None
     marks = TokenMarks(sent_at)
     size = 0
+    done = False
     loop = asyncio.get_running_loop()
     deadline = asyncio.timeout(None)  # rescheduled on progress; no task per line, unlike wait_for
     try:
@@ -97,16 +102,18 @@ async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, f
                     continue  # blank separators, ": keep-alive" comments, event names: not progress
                 data = line[5:].strip()
                 if data == "[DONE]":
+                    done = True
                     break
                 try:
                     chunk = json.loads(data)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise StreamMalformed(f"an event that is not JSON: {data[:200]!r}") from None
                 if not isinstance(chunk, dict):
                     raise StreamMalformed(f"an event that is not an object: {data[:200]!r}")
                 if "error" in chunk:
                     raise StreamMalformed(f"an error event: {str(chunk['error'])[:300]}")
-                deadline.reschedule(loop.time() + (idle_timeout_s if marks.first is not None else first_token_timeout_s))
+                if marks.first is not None:  # events before the first token do not move its deadline
+                    deadline.reschedule(loop.time() + idle_timeout_s)
                 for key in ("id", "model", "system_fingerprint", "created"):
                     if chunk.get(key) is not None:
                         body[key] = chunk[key]
@@ -125,8 +132,11 @@ async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, f
                     content.append(text)
                 if (isinstance(text, str) and text) or (isinstance(thought, str) and thought):
                     marks.token(answer=isinstance(text, str) and bool(text))
+                    deadline.reschedule(loop.time() + idle_timeout_s)
                 if choice.get("finish_reason"):
                     finish_reason = choice["finish_reason"]
+        if not done and finish_reason is None:
+            raise StreamCut("the stream ended before the answer was complete (no finish_reason, no [DONE])")
     except TimeoutError:
         what, limit = ("the first token", first_token_timeout_s) if marks.first is None else ("the next chunk", idle_timeout_s)
         raise StreamStalled(f"no {what} within {limit:g} s") from None

@@ -64,13 +64,19 @@ def _answer_bytes(completion: Completion) -> int:
 def vet(completion: Completion, request: ChatRequest, problems: list[str] | None = None) -> Completion:
     """The completion with its usage checked (see the module docstring)."""
     if not completion.usage_reported:
+        output = math.ceil(_answer_bytes(completion) / DEFAULT_BYTES_PER_TOKEN)
+        cap = max_output_tokens(request)
         estimate = Usage(input_tokens=math.ceil(prompt_bytes(request) / DEFAULT_BYTES_PER_TOKEN),
-                         output_tokens=math.ceil(_answer_bytes(completion) / DEFAULT_BYTES_PER_TOKEN))
+                         output_tokens=min(output, cap) if cap else output)
         return dataclasses.replace(completion, usage=estimate, usage_status="estimated",
                                    usage_note=f"no usage reported: estimated at {DEFAULT_BYTES_PER_TOKEN:g} bytes per token")
     usage, problems = completion.usage, list(problems or [])
     input_bound = prompt_token_bound(request)
     output_cap = max_output_tokens(request)
+    if usage.input_tokens == 0 and prompt_bytes(request) > 0:
+        problems.append("0 prompt tokens for a prompt that is not empty")
+    if usage.output_tokens == 0 and _answer_bytes(completion) > 0:
+        problems.append("0 output tokens for an answer that is not empty")
     if usage.input_tokens > _PROMPT_FACTOR * input_bound + _PROMPT_SLACK:
         problems.append(f"{usage.input_tokens} prompt tokens for a prompt of at most {input_bound}")
     if usage.cached_input_tokens > usage.input_tokens:
