@@ -247,6 +247,8 @@ class EndpointLM(LM):
                 f"in {self.spend.usage.input_tokens} out {self.spend.usage.output_tokens} tok, "
                 f"${self.spend.cost_usd_new:.4f} new / ${self.spend.cost_usd:.4f} total, "
                 f"{self.spend.cache_hits} cached" + (f", {self.spend.errors} errors" if self.spend.errors else ""))
+            if not sent_at:  # nothing left in flight: the watcher's last note no longer holds
+                status["waiting"] = ""
             bar.set_postfix_str(status["line"] + status["waiting"], refresh=False)
 
         jobs = [asyncio.create_task(one(i, *plan)) for i, plan in enumerate(planned)]
