@@ -179,13 +179,49 @@ def bench_bare(base_url: str, n: int, concurrency: int, messages=one_message) ->
     return {"wall_s": wall, "client_cpu_s": time.process_time() - cpu, "answered": sum("####" in t for t in texts)}
 
 
+def bench_bare_streamed(base_url: str, n: int, concurrency: int, messages=one_message) -> dict[str, Any]:
+    """The floor for streaming: aiohttp posting stream=true under a semaphore, reading the event lines
+    to [DONE] and joining the deltas' content (json per event), nothing else."""
+    import aiohttp
+
+    bodies = [{"model": "m", "messages": messages(i), "max_tokens": 1024, "temperature": 0.0, "stop": STOP,
+               "stream": True, "stream_options": {"include_usage": True}} for i in range(1, n + 1)]
+
+    async def go() -> tuple[float, list[str]]:
+        gate = asyncio.Semaphore(concurrency)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+            async def one(body):
+                async with gate:
+                    async with session.post(f"{base_url}/chat/completions", json=body) as response:
+                        parts = []
+                        async for line in response.content:
+                            if line.startswith(b"data:"):
+                                data = line[5:].strip()
+                                if data == b"[DONE]":
+                                    break
+                                choices = json.loads(data).get("choices")
+                                if choices:
+                                    parts.append(choices[0]["delta"].get("content") or "")
+                        return "".join(parts)
+            started = time.perf_counter()
+            texts = await asyncio.gather(*(one(b) for b in bodies))
+            return time.perf_counter() - started, texts
+
+    cpu = time.process_time()
+    wall, texts = asyncio.run(go())
+    return {"wall_s": wall, "client_cpu_s": time.process_time() - cpu, "answered": sum("####" in t for t in texts)}
+
+
+CLIENTS = (("harness", bench_ours), ("harness_streamed", bench_ours_streamed), ("lm_eval", bench_lm_eval),
+           ("bare", bench_bare), ("bare_streamed", bench_bare_streamed))
+
+
 def endpoint_layer(server: ServerProcess, n: int, concurrency: int, latency: float, repeats: int,
                    messages=one_message) -> dict[str, Any]:
     ideal = n * latency / concurrency
-    runs: dict[str, list[dict[str, Any]]] = {"harness": [], "harness_streamed": [], "lm_eval": [], "bare": []}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in CLIENTS}
     for _ in range(repeats):  # alternating, so drift on the machine hits all alike
-        for name, fn in (("harness", bench_ours), ("harness_streamed", bench_ours_streamed),
-                         ("lm_eval", bench_lm_eval), ("bare", bench_bare)):
+        for name, fn in CLIENTS:
             server.reset()
             before = server.stats()
             result = fn(server.base_url, n, concurrency, messages)
@@ -207,6 +243,7 @@ def endpoint_layer(server: ServerProcess, n: int, concurrency: int, latency: flo
                      "runs_wall_s": [r["wall_s"] for r in results]}
     out["harness_over_lm_eval_wall"] = out["harness"]["wall_s"] / out["lm_eval"]["wall_s"]
     out["harness_over_bare_throughput"] = out["bare"]["wall_s"] / out["harness"]["wall_s"]
+    out["streamed_over_bare_streamed_throughput"] = out["bare_streamed"]["wall_s"] / out["harness_streamed"]["wall_s"]
     return out
 
 
@@ -351,7 +388,8 @@ def report_endpoint(e: dict[str, Any], base_url: str, shape: str, headline: bool
     print(f"   {'client':34s} {'wall s':>8s} {'req/s':>8s} {'x ideal':>8s} {'client CPU s':>13s} {'ms CPU/req':>11s} "
           f"{'server CPU s':>13s} {'max in flight':>14s} {'answered':>9s}")
     for name, label in (("harness", "harness OpenAICompatEndpoint"), ("harness_streamed", "harness, streamed (SSE)"),
-                        ("lm_eval", "lm-eval LocalChatCompletion"), ("bare", "bare aiohttp + semaphore (floor)")):
+                        ("lm_eval", "lm-eval LocalChatCompletion"), ("bare", "bare aiohttp + semaphore (floor)"),
+                        ("bare_streamed", "bare aiohttp, streamed (floor)")):
         r = e[name]
         print(f"   {label:34s} {r['wall_s']:8.3f} {r['rps']:8.0f} {r['ratio_to_ideal']:8.3f} {r['client_cpu_s']:13.2f} "
               f"{r['client_cpu_ms_per_request']:11.3f} {r['server_cpu_s']:13.2f} {r['max_in_flight']:14d} "
@@ -364,12 +402,21 @@ def report_endpoint(e: dict[str, Any], base_url: str, shape: str, headline: bool
           f"wall ours/lm-eval: {e['harness_over_lm_eval_wall']:.3f}; ours/bare-aiohttp throughput: "
           f"{e['harness_over_bare_throughput']:.3f} (what this machine and server allow any client)")
     print(f"   streamed/ideal throughput: {e['harness_streamed']['ratio_to_ideal']:.3f} (target >= 0.9: "
-          f"{verdict(e['harness_streamed']['ratio_to_ideal'] >= 0.9)})")
+          f"{verdict(e['harness_streamed']['ratio_to_ideal'] >= 0.9)}); streamed/bare-streamed: "
+          f"{e['streamed_over_bare_streamed_throughput']:.3f}")
+    print(f"   vs the bare floor (target >= 0.97): non-streamed {e['harness_over_bare_throughput']:.3f} "
+          f"({verdict(e['harness_over_bare_throughput'] >= 0.97)}), streamed "
+          f"{e['streamed_over_bare_streamed_throughput']:.3f} "
+          f"({verdict(e['streamed_over_bare_streamed_throughput'] >= 0.97)}); client CPU per request "
+          f"{e['harness']['client_cpu_ms_per_request']:.3f} / {e['harness_streamed']['client_cpu_ms_per_request']:.3f} ms "
+          f"(target <= 0.35: {verdict(max(e['harness']['client_cpu_ms_per_request'], e['harness_streamed']['client_cpu_ms_per_request']) <= 0.35)})")
 
 
 def report(out: dict[str, Any]) -> None:
-    for k, (shape, e) in enumerate(out["endpoint"].items()):
+    for k, (shape, e) in enumerate(out.get("endpoint", {}).items()):
         report_endpoint(e, out["server_base_url"], shape, headline=k == 0)
+    if "e2e" not in out:
+        return
 
     t = out["e2e"]
     print(f"\n== 2. end to end: gsm8k, limit {t['limit']}, {t['num_fewshot']}-shot for both (chat template, few-shot "
@@ -410,14 +457,17 @@ def report(out: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=None, help="endpoint-layer requests (2000; quick 300)")
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=None, help="endpoint-layer requests (default: 2000 x concurrency/64; quick 300 x concurrency/64)")
+    parser.add_argument("--concurrency", default="64,256", help="endpoint layer: comma-separated (64,256); "
+                        "end to end and memory use the first")
+    parser.add_argument("--only", choices=("endpoint", "e2e"), help="run only this part (e2e: end to end and memory)")
     parser.add_argument("--latency", type=float, default=0.1, help="server latency per request, seconds")
     parser.add_argument("--e2e-limit", type=int, default=None, help="end-to-end limit (1000; quick 200)")
     parser.add_argument("--quick", action="store_true", help="a small version for smoke-testing (~1 min)")
     args = parser.parse_args()
     begun = time.monotonic()
-    n = args.requests or (300 if args.quick else 2000)
+    concurrencies = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
+    n = 300 if args.quick else 2000  # at concurrency 64 (scaled with concurrency unless --requests)
     limit = args.e2e_limit or (200 if args.quick else 1000)
     repeats_endpoint, repeats_e2e = (1, 1) if args.quick else (3, 2)
     sizes = [limit // 4, limit // 2, limit] + ([] if args.quick else [2 * limit])
@@ -433,13 +483,18 @@ def main() -> None:
     out: dict[str, Any] = {"quick": args.quick, "server_base_url": server.base_url, "latency_s": args.latency,
                            "cpus": os.cpu_count()}
     try:
-        print("1. endpoint layer ...", flush=True)
-        out["endpoint"] = {shape: endpoint_layer(server, n, args.concurrency, args.latency, repeats_endpoint, fn)
-                           for shape, fn in SHAPES.items()}
-        print("2. end to end ...", flush=True)
-        out["e2e"] = end_to_end(server, tmp, data, env, limit, args.concurrency, repeats_e2e)
-        print("3. memory ...", flush=True)
-        out["memory"] = memory(server, tmp, data, env, sizes, args.concurrency)
+        if args.only in (None, "endpoint"):
+            print("1. endpoint layer ...", flush=True)
+            # The same ideal span at every concurrency (n scales with it): 2000 requests at c=64, 8000 at
+            # c=256, so a start-up that costs the same at both does not weigh four times more at 256.
+            out["endpoint"] = {f"{shape}, c={c}": endpoint_layer(server, args.requests or n * c // 64, c, args.latency,
+                                                                 repeats_endpoint, fn)
+                               for c in concurrencies for shape, fn in SHAPES.items()}
+        if args.only in (None, "e2e"):
+            print("2. end to end ...", flush=True)
+            out["e2e"] = end_to_end(server, tmp, data, env, limit, concurrencies[0], repeats_e2e)
+            print("3. memory ...", flush=True)
+            out["memory"] = memory(server, tmp, data, env, sizes, concurrencies[0])
     finally:
         server.close()
     out["bench_wall_s"] = time.monotonic() - begun

@@ -295,34 +295,50 @@ class FaultServer(LoopbackServer):
         base = {"id": "chatcmpl-stream", "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": body.get("model", "m")}
         first = last = None
+        pending: list[bytes] = []  # events not yet written: one write per interval, not per event
         for k, (field, piece) in enumerate(pieces):
             if opts.get("cut_after") == k:
+                await self._flush(response, pending)
                 self._outcome("stream_cut")
                 return self._drop(request)
             if opts.get("stall_after") == k:
+                await self._flush(response, pending)
                 self._outcome("stream_stall")
                 await self._sleep(opts.get("stall_s", 30.0))
                 return self._drop(request)
             chunk = {**base, "choices": [{"index": 0, "delta": {field: piece}, "finish_reason": None}]}
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            pending.append(f"data: {json.dumps(chunk)}\n\n".encode())
             last = time.perf_counter()
             first = first or last
-            if self.stream_interval_s and await self._sleep(self.stream_interval_s):
-                break
+            if self.stream_interval_s:
+                await self._flush(response, pending)
+                if await self._sleep(self.stream_interval_s):
+                    break
         if opts.get("no_finish"):  # the stream just ends: no finish_reason, no [DONE]
+            await self._flush(response, pending)
             await response.write_eof()
             self._outcome("stream_unfinished")
             return response
         finish = choices[0].get("finish_reason", "stop") if choices else "stop"
-        await response.write(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n".encode())
+        pending.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n".encode())
         if (payload.get("stream_options") or {}).get("include_usage") and "usage" in body:
-            await response.write(f"data: {json.dumps({**base, 'choices': [], 'usage': body['usage']})}\n\n".encode())
-        await response.write(b"data: [DONE]\n\n")
+            pending.append(f"data: {json.dumps({**base, 'choices': [], 'usage': body['usage']})}\n\n".encode())
+        pending.append(b"data: [DONE]\n\n")
+        await self._flush(response, pending)
         await response.write_eof()
         with self._lock:
             self.stream_log.append({"arrived": arrived, "first_chunk": first, "last_chunk": last, "chunks": len(pieces)})
         self._outcome("ok", billed=True)
         return response
+
+    @staticmethod
+    async def _flush(response: web.StreamResponse, pending: list[bytes]) -> None:
+        """Write the events made since the last write at once (with no interval between chunks, a
+        write per event cost the server more CPU than the client spent reading them: on a 2-core
+        machine the bench then measured the server)."""
+        if pending:
+            await response.write(b"".join(pending))
+            pending.clear()
 
     @staticmethod
     def _drop(request: web.Request) -> web.StreamResponse:

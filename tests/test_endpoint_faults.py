@@ -538,3 +538,54 @@ def test_storm_of_faults_over_200_concurrent_requests():
     # Four tries each at 30 % faults: about 0.3**4 = 0.8 % of requests fail.
     assert len(failures) <= 10, [str(f) for f in failures]
     assert elapsed < 20
+
+
+# --- what a server sends is bounded (harness.endpoints.wire) -----------------------------------------
+
+@pytest.mark.parametrize("code", [301, 302, 307, 308])
+def test_a_redirect_is_not_followed_and_names_the_fix(server, code):
+    server.plan(status(code, body={}, headers={"Location": "http://elsewhere.example/v1/chat/completions"}))
+    err = expect_fatal(server.base_url)
+    assert f"answered {code}, a redirect to http://elsewhere.example/v1/chat/completions" in str(err)
+    assert "model.base_url" in str(err) and server.received == 1  # not followed, not retried
+
+
+def test_a_body_past_the_cap_is_malformed_and_not_read_whole(server, monkeypatch):
+    import harness.endpoints.wire as wire
+
+    monkeypatch.setattr(wire, "MAX_BODY_BYTES", 10_000)
+    server.plan(*[ok(chat_body("x" * 20_000))] * 2)
+    err = expect_failed(server.base_url, "malformed", make_cfg(max_retries=1))
+    assert "longer than 10000 bytes" in str(err)
+    server.plan(ok(chat_body("x" * 5_000)))  # under the cap: read as usual
+    assert complete(server.base_url).text == "x" * 5_000
+
+
+@pytest.mark.parametrize("content", ["\u200b", " \u200b\u200d\ufeff \n", "\u2060" * 200, "\t \n"])
+def test_an_answer_of_invisible_characters_is_empty(server, content):
+    server.plan(*[ok(chat_body(content))] * 2)
+    expect_failed(server.base_url, "empty", make_cfg(max_retries=1))
+
+
+def test_a_reasoning_count_widens_the_output_bound_only_as_far_as_the_reasoning_text(server):
+    inflated = chat_body("fine", usage={"prompt_tokens": 5, "completion_tokens": 10 ** 6,
+                                        "completion_tokens_details": {"reasoning_tokens": 10 ** 6}})
+    shown = chat_body("fine", usage={"prompt_tokens": 5, "completion_tokens": 8 + 11,
+                                     "completion_tokens_details": {"reasoning_tokens": 11}})
+    shown["choices"][0]["message"]["reasoning_content"] = "eleven char"  # 11 bytes: up to 11 tokens
+    server.plan(ok(inflated), ok(shown))
+    first, second = complete(server.base_url), complete(server.base_url)
+    assert first.usage_status == "suspect" and first.usage.output_tokens == 8  # max_tokens, not 10^6
+    assert second.usage_status == "reported" and second.usage.output_tokens == 19
+
+
+def test_prompt_tokens_are_allowed_a_hidden_system_prompt_and_no_more(server):
+    from harness.spend.budget import prompt_token_bound
+
+    request = make_request()
+    bound = prompt_token_bound(request)
+    server.plan(ok(chat_body("a", prompt_tokens=bound + 500)), ok(chat_body("b", prompt_tokens=bound + 513)))
+    first = complete(server.base_url, request=request)
+    second = complete(server.base_url, request=request)
+    assert first.usage_status == "reported" and first.usage.input_tokens == bound + 500
+    assert second.usage_status == "suspect" and second.usage.input_tokens == bound  # twice the bound once passed

@@ -13,7 +13,7 @@ import pytest
 from harness.config import ModelConfig
 from harness.endpoints.base import RequestFailed
 from harness.endpoints.openai_compat import OpenAICompatEndpoint
-from tests.fault_server import FaultServer, chat_body, ok, streamed
+from tests.fault_server import FaultServer, chat_body, malformed, ok, streamed
 from tests.test_endpoint_faults import KEY, KEY_ENV, make_request
 
 pytestmark = pytest.mark.timeout(120)
@@ -142,3 +142,29 @@ def test_events_without_a_token_do_not_move_the_first_token_deadline():
             complete(server, cfg(first_token_timeout_s=0.6, max_retries=0))
     assert info.value.kind == "timeout" and "first token" in str(info.value)
     assert time.monotonic() - started < 3
+
+
+def test_a_stream_line_past_the_cap_is_malformed(monkeypatch):
+    import harness.endpoints.wire as wire
+
+    monkeypatch.setattr(wire, "MAX_LINE_BYTES", 1000)
+    with FaultServer() as server:
+        # One event line of 5,000 bytes and no line end: refused once it passes 1,000, not buffered whole.
+        server.plan(*[malformed("data: " + "x" * 5000)] * 2)
+        with pytest.raises(RequestFailed) as info:
+            complete(server, cfg(max_retries=1))
+    assert info.value.kind == "malformed" and "line longer than 1000 bytes" in str(info.value)
+
+
+def test_a_stream_past_its_total_cap_is_malformed(monkeypatch):
+    import harness.endpoints.openai_compat as openai_compat
+
+    monkeypatch.setattr(openai_compat, "MIN_STREAM_BYTES", 20_000)
+    monkeypatch.setattr(openai_compat, "STREAM_BYTES_PER_TOKEN", 1)
+    with FaultServer() as server:
+        server.plan(*[ok(chat_body("y" * 4000))] * 2)  # 1,000 events of ~150 bytes
+        with pytest.raises(RequestFailed) as info:
+            complete(server, cfg(max_retries=1))
+        assert info.value.kind == "malformed" and "stream longer than 20000 bytes" in str(info.value)
+        server.plan(ok(chat_body("y" * 40)))
+        assert complete(server, cfg()).text == "y" * 40

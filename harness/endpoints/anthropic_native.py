@@ -28,7 +28,7 @@ from harness.endpoints.concurrency import AdaptiveLimiter
 from harness.endpoints.openai_compat import resolve_api_key, truncate_at_stop
 from harness.endpoints.openai_format import with_timing
 from harness.endpoints.openai_stream import StreamStalled, StreamTiming, TokenMarks
-from harness.endpoints.usage_checks import read_counts, vet
+from harness.endpoints.usage_checks import is_blank, read_counts, vet
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def parse_message(body: dict[str, Any], latency_s: float, stop: tuple[str, ...] 
     text, _ = _blocks_text(blocks, {"text": "text"})
     reasoning, has_reasoning = _blocks_text(blocks, {"thinking": "thinking", "redacted_thinking": None})
     stop_reason = body.get("stop_reason")
-    if not text.strip() and not has_reasoning and stop_reason != "max_tokens":
+    if is_blank(text) and not has_reasoning and stop_reason != "max_tokens":
         # The server failed to answer (not the model answering wrongly): an error, retried by a re-run.
         raise RequestFailed(f"the Anthropic endpoint gave an empty answer (stop_reason {stop_reason!r})", kind="empty")
     usage, problems = read_usage(body.get("usage"))

@@ -1,7 +1,8 @@
 """Any OpenAI-compatible chat endpoint (DeepSeek, OpenAI, vLLM, llama.cpp, Gemini's and Claude's
-compatibility layers) through the official `openai` SDK.
+compatibility layers), over a lean aiohttp exchange of our own (harness.endpoints.wire).
 
-The SDK does HTTP, auth, timeouts and error types; its own retries are off. Retries are ours
+The HTTP exchange is wire's (the openai SDK's `post` cost ~0.7 ms of CPU per request on top of
+aiohttp's and capped throughput at concurrency 256: see wire's docstring); retries are ours
 (tenacity, `RetryBudget`): every attempt holds a concurrency slot only while it is on the wire, and
 every wait between attempts happens without one, so a request waiting out a 429 does not keep the
 slot from a request the server would accept. We add bounded, adaptive concurrency, a retry of answers
@@ -17,6 +18,7 @@ What happens to each failure, after up to `model.max_retries` retries:
     403 forbidden                 no                       EndpointError (fatal: key/model access)
     404 unknown model / wrong URL no                       EndpointError (fatal: model_id/base_url)
     other 4xx (405, 415, ...)     no                       EndpointError (fatal: wrong endpoint)
+    3xx redirect                  no (not followed)        EndpointError (fatal: fix model.base_url)
     400 / 413 / 422 refused       no                       RequestFailed kind="bad_request"
     408                           yes                      RequestFailed kind="timeout"
     409                           yes                      RequestFailed kind="conflict"
@@ -30,6 +32,7 @@ What happens to each failure, after up to `model.max_retries` retries:
                                                            has never answered this endpoint at all
     no answer in request_timeout  yes                      RequestFailed kind="timeout"
     200, body not JSON            yes                      RequestFailed kind="malformed"
+    200, body or stream too long  yes                      RequestFailed kind="malformed" (wire's caps)
     200, "choices": []            yes                      RequestFailed kind="empty_choices"
     200, content null or empty    yes                      RequestFailed kind="empty" (unless cut
                                                            off by max_tokens, or reasoning explains it)
@@ -38,8 +41,8 @@ What happens to each failure, after up to `model.max_retries` retries:
 
 This follows the providers' error tables: DeepSeek retries 429 (rate limit), 500 (server error)
 and 503 (server overloaded) and not 400 / 401 / 402 / 422; OpenAI retries 429 and 5xx; Anthropic's
-OpenAI-compatible API adds 529 (overloaded); the same statuses the SDK's own `_should_retry` retries
-(408, 409, 429, >= 500). Up to model.max_retries more attempts, one HTTP request each; waits: what
+OpenAI-compatible API adds 529 (overloaded); the same statuses the openai SDK's own `_should_retry`
+retries (408, 409, 429, >= 500). Up to model.max_retries more attempts, one HTTP request each; waits: what
 the server asks (retry-after-ms / Retry-After, up to 60 s), else 0.5 s doubling to 8 s with jitter
 (`retry_backoff_s` for unusable 200s). Keep-alive blank lines before the JSON (DeepSeek sends them
 while a long non-streaming answer is generated) are whitespace to the JSON parser, and each one
@@ -53,31 +56,22 @@ concurrency 4 (the SDK's retries inside the slot took 2.6x).
 
 Concurrency: every attempt holds a slot of an `AdaptiveLimiter` (harness.endpoints.concurrency)
 while it is on the wire, so the slots bound the requests the server sees at once. The limiter starts
-at model.concurrency and sees every HTTP response through the `response` event hook of the
-`openai.DefaultAioHttpClient` (an `httpx2.AsyncClient` over aiohttp) the SDK sends through: a 429,
-503 or 529 calls `limiter.on_rate_limited()` (halve, once per round trip), a 2xx/3xx
-`limiter.on_success()` (grow back by one slot every `limit` successes; after a slow-down, every
-PROBE_ROUNDS x `limit` until past where it came).
-
-Speed (bench/throughput.py): requests go through the SDK's low-level `post` with the JSON body as
-built and the raw answer parsed here, skipping `chat.completions.create`'s per-message type
-introspection and pydantic model; and over aiohttp, whose pool does not scan every connection with
-system calls per request as httpx's does. Both cost CPU per request that, under one GIL, capped
-throughput at a third to a half of the ideal at concurrency 64.
+at model.concurrency and sees every HTTP status wire receives: a 429, 503 or 529 calls
+`limiter.on_rate_limited()` (halve, once per round trip), a 2xx/3xx `limiter.on_success()` (grow back
+by one slot every `limit` successes; after a slow-down, every PROBE_ROUNDS x `limit` until past
+where it came).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import time
 from typing import Any
 
-import aiohttp
-import httpx2
-import openai
 from tenacity import AsyncRetrying, retry_if_exception
 
 from harness.config import ModelConfig
@@ -85,6 +79,8 @@ from harness.endpoints.base import ChatRequest, Completion, EndpointError, Reque
 from harness.endpoints.concurrency import AdaptiveLimiter
 from harness.endpoints.openai_stream import StreamCut, StreamMalformed, StreamStalled, StreamTiming, read_stream
 from harness.endpoints.retries import TIMEOUT_RETRIES, BadAnswer, Interrupted, RetryBudget, is_slow_down, retryable
+from harness.endpoints.usage_checks import is_blank
+from harness.endpoints.wire import AnswerTooLong, HttpStatusError, JsonWire, WireFailure
 from harness.endpoints.openai_format import (  # noqa: F401 (the dialect's parsers, used here and re-exported)
     _get, build_request_kwargs, parse_chat_completion, parse_usage, read_usage, split_reasoning, truncate_at_stop,
     with_timing)
@@ -109,13 +105,20 @@ def resolve_api_key(model: ModelConfig) -> str:
     )
 
 
-# Statuses the SDK retries (see openai._base_client._should_retry): 408, 409, 429 and >= 500.
+# Statuses the openai SDK retries (openai._base_client._should_retry): 408, 409, 429 and >= 500.
 _PER_REQUEST_KIND = {400: "bad_request", 413: "bad_request", 422: "bad_request",
                      408: "timeout", 409: "conflict", 429: "rate_limit"}
 
 
+# A whole stream may hold this many bytes per output token (a chunk event per token is ~150-300 bytes
+# of JSON), and never less than MIN_STREAM_BYTES: what the request allows, not what a server claims.
+STREAM_BYTES_PER_TOKEN = 1024
+MIN_STREAM_BYTES = 64 << 20
+DEFAULT_MAX_TOKENS_FOR_CAP = 32768  # a request without max_tokens: the cap assumes this many
+
+
 class OpenAICompatEndpoint:
-    """Chat completions over the OpenAI SDK, at most `limiter.limit` (<= model.concurrency) in flight."""
+    """Chat completions over wire's aiohttp exchange, at most `limiter.limit` (<= model.concurrency) in flight."""
 
     def __init__(self, model: ModelConfig, base_url: str, identity: str | None = None, *,
                  retry_backoff_s: float = 0.5, limiter: AdaptiveLimiter | None = None):
@@ -123,46 +126,38 @@ class OpenAICompatEndpoint:
         self.base_url = base_url
         self.identity = identity or base_url
         self._api_key = resolve_api_key(model)
-        self._client: openai.AsyncOpenAI | None = None
+        self._wire: JsonWire | None = None
         # Waiters are futures of the loop that awaits them, so the limiter may be made here.
         self.limiter = limiter or AdaptiveLimiter(model.concurrency)
         self.retry_backoff_s = retry_backoff_s  # first wait before retrying a malformed/empty answer
         self._answered = False  # has the server ever answered (any HTTP status)?
 
-    def _ensure_client(self) -> openai.AsyncOpenAI:
-        # Made inside the running event loop: an async HTTP pool must not outlive its loop.
-        if self._client is None:
-            # aiohttp as the transport: httpx's own pool scans every pooled connection with system
-            # calls on each request and on each close (bench/throughput.py).
-            http_client = openai.DefaultAioHttpClient(event_hooks={"response": [self._on_response]})
-            self._client = openai.AsyncOpenAI(
-                base_url=self.base_url,
-                api_key=self._api_key,
-                max_retries=0,  # retries are ours (complete): waits must not hold a slot
-                timeout=httpx2.Timeout(self.model.request_timeout_s, connect=self.model.connect_timeout_s),
-                http_client=http_client,
-            )
-        return self._client
+    def _ensure_wire(self) -> JsonWire:
+        if self._wire is None:
+            self._wire = JsonWire(f"{self.base_url.rstrip('/')}/chat/completions",
+                                  {"Authorization": f"Bearer {self._api_key}"},
+                                  connect_timeout_s=self.model.connect_timeout_s,
+                                  read_timeout_s=self.model.request_timeout_s, on_status=self._on_status)
+        return self._wire
 
-    async def _on_response(self, response: Any) -> None:
-        """httpx response hook: every HTTP response, whatever happens to it next."""
+    def _on_status(self, status: int) -> None:
+        """Every HTTP status received, whatever happens to the answer next."""
         self._answered = True
-        self.limiter.observe(response.status_code, f"{self.base_url} (model '{self.model.name}')")
-
+        self.limiter.observe(status, f"{self.base_url} (model '{self.model.name}')")
 
     async def complete(self, request: ChatRequest, doc_key: str | None = None) -> Completion:
         """One request, retried in our own layer (the SDK's retries are off): every attempt holds a
         concurrency slot only while it is on the wire, and every wait between attempts (backoff,
         Retry-After, a slow-down round) happens without one, so the limiter converges to what the
         server accepts instead of filling the slots with requests that are only waiting."""
-        client = self._ensure_client()
-        kwargs = build_request_kwargs(self.model, request)
+        wire = self._ensure_wire()
+        body = _request_body(build_request_kwargs(self.model, request), self.model.stream)
         budget = RetryBudget(self.model.max_retries, self.model.rate_limit_patience_s, self.retry_backoff_s)
         outcome: dict[str, Any] | BaseException
         try:  # the first attempt without tenacity's machinery (the common case pays nothing for it)
-            body, timing, latency = await self._in_a_slot(client, kwargs)
-            outcome = body
-        except (BadAnswer, Interrupted, openai.APIError) as exc:
+            answer, timing, latency = await self._in_a_slot(wire, body)
+            outcome = answer
+        except (BadAnswer, Interrupted, HttpStatusError, WireFailure) as exc:
             outcome = exc
         if isinstance(outcome, BaseException) and retryable(outcome):
             budget.book(outcome)
@@ -172,23 +167,21 @@ class OpenAICompatEndpoint:
                     async for attempt in AsyncRetrying(retry=retry_if_exception(retryable), stop=budget.stop,
                                                        wait=budget.wait, reraise=True):
                         with attempt:
-                            body, timing, latency = await self._in_a_slot(client, kwargs)
-                    outcome = body
-                except (BadAnswer, Interrupted, openai.APIError) as exc:
+                            answer, timing, latency = await self._in_a_slot(wire, body)
+                    outcome = answer
+                except (BadAnswer, Interrupted, HttpStatusError, WireFailure) as exc:
                     outcome = exc
         if isinstance(outcome, BaseException):
-            # Raised outside the except block so the SDK error (whose request carries the key in its
-            # headers) is not attached as __context__ for some error reporter to print.
             raise self._failure(outcome, request, budget)
         self.limiter.note_latency(latency)
         return with_timing(parse_chat_completion(outcome, latency, request.stop, request), timing)
 
-    async def _in_a_slot(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming | None, float]:
-        """One attempt holding a concurrency slot: (body, stream timing, seconds on the wire)."""
+    async def _in_a_slot(self, wire: JsonWire, body: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming | None, float]:
+        """One attempt holding a concurrency slot: (answer, stream timing, seconds on the wire)."""
         async with self.limiter:
             started = time.perf_counter()
-            body, timing = await self._attempt(client, kwargs)
-            return body, timing, time.perf_counter() - started
+            answer, timing = await self._attempt(wire, body)
+            return answer, timing, time.perf_counter() - started
 
     def _failure(self, exc: BaseException, request: ChatRequest, budget: "RetryBudget") -> EndpointError:
         if isinstance(exc, BadAnswer):
@@ -209,52 +202,47 @@ class OpenAICompatEndpoint:
             f"{self.limiter.limit}; raise the patience or lower model.concurrency. Last answer: {failure}",
             kind="rate_limit" if status == 429 else "server_error", status=status)
 
-    async def _attempt(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming | None]:
-        """One HTTP request through the SDK (its retries off), within model.attempt_timeout_s; the body
-        (and, streamed, its timing), or BadAnswer / Interrupted for what another attempt may fix."""
+    async def _attempt(self, wire: JsonWire, body: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming | None]:
+        """One HTTP exchange within model.attempt_timeout_s: the answer (and, streamed, its timing), or
+        BadAnswer / Interrupted for what another attempt may fix (HttpStatusError / WireFailure from wire)."""
         try:
             async with asyncio.timeout(self.model.attempt_timeout_s):  # no task per request, unlike wait_for
-                return await self._exchange(client, kwargs)
+                return await (self._streamed(wire, body) if self.model.stream else self._whole(wire, body))
         except TimeoutError:
             raise Interrupted("timeout", f"the answer took longer than model.attempt_timeout_s="
                                           f"{self.model.attempt_timeout_s:g} s") from None
+        except AnswerTooLong as exc:
+            raise BadAnswer("malformed", str(exc)) from None
 
-    async def _exchange(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming | None]:
-        """Posted through the SDK's low-level `post` with the JSON body as built, and the raw response
-        parsed here: `chat.completions.create` re-walks every message through the SDK's type
-        introspection and builds a pydantic model we would only dump again, which cost ~2-5 ms of CPU
-        per request (bench/throughput.py) and capped throughput at a third of the ideal."""
-        body = {k: v for k, v in kwargs.items() if k != "extra_body"}
-        body.update(kwargs.get("extra_body") or {})
-        timing = None
-        if self.model.stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-            sent = time.perf_counter()
-            response = await client.post("/chat/completions", cast_to=httpx2.Response, body=body,
-                                         options={"security": {"bearer_auth": True}}, stream=True)
-            try:
-                answer, timing = await read_stream(response, sent, idle_timeout_s=self.model.idle_timeout_s,
+    async def _whole(self, wire: JsonWire, body: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        raw = await wire.post(body)
+        try:
+            answer = json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the parser, a 5,000-digit int
+            raise BadAnswer("malformed", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        _check_answer(answer)
+        return answer, None
+
+    async def _streamed(self, wire: JsonWire, body: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming]:
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or DEFAULT_MAX_TOKENS_FOR_CAP
+        cap = max(MIN_STREAM_BYTES, int(max_tokens) * STREAM_BYTES_PER_TOKEN)
+        sent = time.perf_counter()
+        try:
+            async with contextlib.aclosing(wire.stream_lines(body, cap)) as lines:
+                answer, timing = await read_stream(lines, sent, idle_timeout_s=self.model.idle_timeout_s,
                                                    first_token_timeout_s=self.model.first_token_timeout_s)
-            except StreamStalled as exc:
-                raise Interrupted("timeout", f"the stream stalled: {exc} (model.first_token_timeout_s / "
-                                              f"model.idle_timeout_s)") from None
-            except StreamMalformed as exc:
-                raise BadAnswer("malformed", str(exc)) from None
-            except StreamCut as exc:
-                raise Interrupted("connection", f"{exc}, after the server had started answering") from None
-            except (httpx2.HTTPError, aiohttp.ClientError, OSError) as exc:
-                raise Interrupted("connection", f"the connection was cut mid-answer ({type(exc).__name__}) "
-                                                 f"after the server had started answering") from None
-            finally:
-                await response.aclose()
-        else:
-            response = await client.post("/chat/completions", cast_to=httpx2.Response, body=body,
-                                         options={"security": {"bearer_auth": True}})
-            try:
-                answer = json.loads(response.content)
-            except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the parser, a 5,000-digit int
-                raise BadAnswer("malformed", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        except StreamStalled as exc:
+            raise Interrupted("timeout", f"the stream stalled: {exc} (model.first_token_timeout_s / "
+                                          f"model.idle_timeout_s)") from None
+        except StreamMalformed as exc:
+            raise BadAnswer("malformed", str(exc)) from None
+        except StreamCut as exc:
+            raise Interrupted("connection", f"{exc}, after the server had started answering") from None
+        except WireFailure as exc:
+            if exc.kind == "cut" and self._answered:
+                raise Interrupted("connection", f"the connection was cut mid-answer ({exc.detail}) after the "
+                                                 f"server had started answering") from None
+            raise
         _check_answer(answer)
         return answer, timing
 
@@ -268,96 +256,72 @@ class OpenAICompatEndpoint:
             f"{self.model.max_retries} retries (model.max_retries): {exc.detail}",
             kind=exc.kind, status=200)
 
-    def _explain(self, exc: openai.APIError, request: ChatRequest) -> EndpointError:
+    def _explain(self, exc: HttpStatusError | WireFailure, request: ChatRequest) -> EndpointError:
         """An error message that says what to change; never the key, never the request headers.
         EndpointError (fatal) for what the configuration must fix, RequestFailed for the rest."""
         where = self._where(request)
         retries = f"after up to {self.model.max_retries} retries (model.max_retries)"
-        if isinstance(exc, openai.AuthenticationError):
-            return EndpointError(f"{where} rejected the API key (401); check the key in {self.model.api_key_env}.")
-        cut = _cut_after_connecting(exc)  # before the relabelling below drops the cause
-        if isinstance(exc, openai.APITimeoutError) and _connection_failure(exc):
-            exc = openai.APIConnectionError(request=exc.request)  # the transport mislabels these
-        if isinstance(exc, openai.APITimeoutError):  # a subclass of APIConnectionError: test it first
-            return RequestFailed(
-                f"no answer from {where} within model.request_timeout_s={self.model.request_timeout_s:g} s, "
-                f"tried {1 + min(TIMEOUT_RETRIES, self.model.max_retries)} times (a timed-out request is tried once "
-                f"more); raise the timeout, stream (model.stream=true), or lower model.concurrency.", kind="timeout")
-        if isinstance(exc, openai.APIConnectionError) and self._answered and cut:
-            return RequestFailed(
-                f"{where} accepted the connection but cut it before the answer was complete "
-                f"({cut}), {retries}: the server is up; a proxy or server timeout, or a "
-                f"crash mid-answer, is likelier than a wrong URL.", kind="connection")
-        if isinstance(exc, openai.APIConnectionError):
+        if isinstance(exc, WireFailure):
+            if exc.kind == "timeout":
+                return RequestFailed(
+                    f"no answer from {where} within model.request_timeout_s={self.model.request_timeout_s:g} s, "
+                    f"tried {1 + min(TIMEOUT_RETRIES, self.model.max_retries)} times (a timed-out request is tried "
+                    f"once more); raise the timeout, stream (model.stream=true), or lower model.concurrency.",
+                    kind="timeout")
+            if exc.kind == "cut" and self._answered:
+                return RequestFailed(
+                    f"{where} accepted the connection but cut it before the answer was complete "
+                    f"({exc.detail}), {retries}: the server is up; a proxy or server timeout, or a "
+                    f"crash mid-answer, is likelier than a wrong URL.", kind="connection")
             message = (f"cannot reach the endpoint at {self.base_url} for model '{self.model.name}' "
-                       f"({type(exc).__name__}), {retries}; is the server up and the URL right (model.base_url)?")
+                       f"({exc.detail}), {retries}; is the server up and the URL right (model.base_url)?")
             if not self._answered:  # nothing ever came back: a wrong URL or a server that is down
                 return EndpointError(message)
             return RequestFailed(message, kind="connection")
-        if isinstance(exc, openai.APIResponseValidationError):
-            return RequestFailed(f"{where} answered a body the SDK could not validate: {str(exc)[:300]}",
-                                 kind="malformed", status=exc.status_code)
-        if isinstance(exc, openai.APIStatusError):
-            code = exc.status_code
-            said = f"{where} answered {code}: {_error_message(exc)}"
-            if code == 402:
-                return EndpointError(f"{said}; the account is out of credit (DeepSeek: insufficient "
-                                     f"balance): top it up, or pick another model.")
-            if code == 403:
-                return EndpointError(f"{said}; this key may not use this model or endpoint (permissions, "
-                                     f"organisation or region): check the key in {self.model.api_key_env} "
-                                     f"and model.model_id.")
-            if code == 404:
-                return EndpointError(f"{said}; no such model or path: check model.model_id "
-                                     f"('{request.model_id}') against the provider's model list, and that "
-                                     f"model.base_url ({self.base_url}) is the API root (often ending in /v1).")
-            if code >= 500:
-                return RequestFailed(f"{said} (still failing {retries})", kind="server_error", status=code)
-            if code in (408, 409, 429):
-                return RequestFailed(f"{said} (still failing {retries})", kind=_PER_REQUEST_KIND[code],
-                                     status=code)
-            if code in _PER_REQUEST_KIND:
-                return RequestFailed(f"{said}; the server refused this request (not retried).",
-                                     kind=_PER_REQUEST_KIND[code], status=code)
-            return EndpointError(f"{said}; not a status a chat completions endpoint should answer: check "
-                                 f"model.base_url ({self.base_url}).")
-        return EndpointError(f"{where} failed: {type(exc).__name__}: {str(exc)[:300]}")
+        code = exc.status_code
+        said = f"{where} answered {code}: {exc.message}"
+        if code < 400:
+            location = str(exc.headers.get("Location") or "nowhere")[:300]
+            return EndpointError(f"{where} answered {code}, a redirect to {location}; redirects are not followed "
+                                 f"(the request carries the API key): set model.base_url to the address the "
+                                 f"API really answers at.")
+        if code == 401:
+            return EndpointError(f"{where} rejected the API key (401); check the key in {self.model.api_key_env}.")
+        if code == 402:
+            return EndpointError(f"{said}; the account is out of credit (DeepSeek: insufficient "
+                                 f"balance): top it up, or pick another model.")
+        if code == 403:
+            return EndpointError(f"{said}; this key may not use this model or endpoint (permissions, "
+                                 f"organisation or region): check the key in {self.model.api_key_env} "
+                                 f"and model.model_id.")
+        if code == 404:
+            return EndpointError(f"{said}; no such model or path: check model.model_id "
+                                 f"('{request.model_id}') against the provider's model list, and that "
+                                 f"model.base_url ({self.base_url}) is the API root (often ending in /v1).")
+        if code >= 500:
+            return RequestFailed(f"{said} (still failing {retries})", kind="server_error", status=code)
+        if code in (408, 409, 429):
+            return RequestFailed(f"{said} (still failing {retries})", kind=_PER_REQUEST_KIND[code], status=code)
+        if code in _PER_REQUEST_KIND:
+            return RequestFailed(f"{said}; the server refused this request (not retried).",
+                                 kind=_PER_REQUEST_KIND[code], status=code)
+        return EndpointError(f"{said}; not a status a chat completions endpoint should answer: check "
+                             f"model.base_url ({self.base_url}).")
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._wire is not None:
+            await self._wire.aclose()
+            self._wire = None
 
 
-def _cut_after_connecting(exc: BaseException) -> str | None:
-    """The name of the cause when a connection was made and then dropped mid-answer, else None."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
-            return type(seen).__name__
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _connection_failure(exc: BaseException) -> bool:
-    """The aiohttp transport (vendored httpx_aiohttp) reports a refused or dropped connection as a
-    connect *timeout*; its cause says what really happened."""
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
-                             aiohttp.ClientOSError)) and not isinstance(seen, aiohttp.ServerTimeoutError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        message = _get(body, "error", "message") or body.get("message") or body.get("error")
-        if message:
-            return str(message)[:500]
-    return str(exc.message)[:500]
+def _request_body(kwargs: dict[str, Any], stream: bool) -> dict[str, Any]:
+    """The JSON body, built once per request: the arguments with extra_body merged in (as the SDK does)."""
+    body = {k: v for k, v in kwargs.items() if k != "extra_body"}
+    body.update(kwargs.get("extra_body") or {})
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
 
 
 def _check_answer(answer: Any) -> None:
@@ -377,6 +341,5 @@ def _check_answer(answer: Any) -> None:
     if not isinstance(content, (str, type(None))) or not isinstance(reasoning, (str, type(None))) \
             or not isinstance(choice.get("finish_reason"), (str, type(None))):
         raise BadAnswer("malformed", f"content, reasoning or finish_reason that is not text: {str(choice)[:200]!r}")
-    if not (content.strip() if isinstance(content, str) else content) and choice.get("finish_reason") != "length" \
-            and not (message.get("reasoning_content") or message.get("reasoning")):
+    if is_blank(content) and choice.get("finish_reason") != "length" and is_blank(reasoning):
         raise BadAnswer("empty", f"an empty answer (content {content!r}, finish_reason {choice.get('finish_reason')!r})")

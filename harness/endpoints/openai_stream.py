@@ -2,11 +2,11 @@
 with the timing only a stream shows: time to first token, to the first answer token (after
 reasoning), output tokens per second, and the gaps between chunks.
 
-Enters: an open streaming HTTP response and the time the request was sent. Leaves: a
+Enters: the lines of a streaming HTTP response (harness.endpoints.wire) and the time the request was sent. Leaves: a
 chat.completion-shaped dict (so one parser serves both) and a StreamTiming. Untrusted input, bounded:
 a chunk that does not arrive within the idle timeout (keep-alive comments do not count as
-progress), a first token later than its own timeout, or more than `max_bytes` of stream, raise
-StreamStalled / StreamTooLong; a malformed event raises StreamMalformed.
+progress) or a first token later than its own timeout raise StreamStalled; a malformed event raises
+StreamMalformed; the sizes of lines and of the stream are capped where the bytes are read (wire).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
-MAX_STREAM_BYTES = 64 << 20
 
 
 class StreamStalled(Exception):
@@ -60,8 +60,9 @@ class TokenMarks:
         self.max_gap = 0.0
         self.chunks = 0
 
-    def token(self, *, answer: bool) -> None:
-        now = time.perf_counter()
+    def token(self, *, answer: bool, at: float | None = None) -> None:
+        """A token arrived (`at`: when, on the perf_counter clock; now if not given)."""
+        now = time.perf_counter() if at is None else at
         if self.first is None:
             self.first = now
         elif self.last is not None:
@@ -79,62 +80,71 @@ class TokenMarks:
             max_gap_s=self.max_gap if self.chunks > 1 else None, chunks=self.chunks)
 
 
-async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, first_token_timeout_s: float,
-                      max_bytes: int = MAX_STREAM_BYTES) -> tuple[dict[str, Any], StreamTiming]:
-    """Read the SSE stream of a chat completion to its end ([DONE] or EOF)."""
+# The idle deadline moves with progress at most this often (and a tenth of the idle timeout for short
+# ones): re-arming a timer for every token cost more CPU than parsing the token.
+REARM_EVERY_S = 1.0
+
+
+async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, idle_timeout_s: float,
+                      first_token_timeout_s: float) -> tuple[dict[str, Any], StreamTiming]:
+    """Read the SSE lines of a chat completion (bytes, in batches as they arrive: wire.stream_lines) to
+    [DONE] or EOF. The first-token deadline runs from `sent_at` and covers connecting and the response
+    headers too (the request is sent when the first batch is asked for); after the first token, the
+    stream is cut once no token came for idle_timeout_s (measured to within REARM_EVERY_S)."""
     content: list[str] = []
     reasoning: list[str] = []
     body: dict[str, Any] = {"object": "chat.completion", "choices": []}
     finish_reason = None
     marks = TokenMarks(sent_at)
-    size = 0
     done = False
     loop = asyncio.get_running_loop()
-    deadline = asyncio.timeout(None)  # rescheduled on progress; no task per line, unlike wait_for
+    rearm_s = min(REARM_EVERY_S, idle_timeout_s / 10)
+    armed_at = -float("inf")  # loop time the idle deadline was last moved (none yet: first-token deadline)
+    deadline = asyncio.timeout(None)  # no task per line, unlike wait_for
     try:
         async with deadline:
             deadline.reschedule(loop.time() + max(first_token_timeout_s - (time.perf_counter() - sent_at), 0.001))
-            async for line in response.aiter_lines():
-                size += len(line)
-                if size > max_bytes:
-                    raise StreamMalformed(f"a stream longer than {max_bytes} bytes")
-                if not line.startswith("data:"):
-                    continue  # blank separators, ": keep-alive" comments, event names: not progress
-                data = line[5:].strip()
-                if data == "[DONE]":
+            async for lines in batches:
+                arrived = time.perf_counter()  # the events of one read arrived together
+                events = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+                # (not "data:": blank separators, ": keep-alive" comments, event names: not progress)
+                if b"[DONE]" in events:
+                    events = events[:events.index(b"[DONE]")]
                     done = True
+                got_token = False
+                for chunk in _parse_events(events):
+                    if "id" not in body or chunk.get("usage"):  # the first event and the usage event
+                        for key in ("id", "model", "system_fingerprint", "created"):
+                            if chunk.get(key) is not None:
+                                body[key] = chunk[key]
+                        if chunk.get("usage"):
+                            body["usage"] = chunk["usage"]
+                    choices = chunk.get("choices")
+                    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+                    if choice is None:
+                        continue
+                    delta = choice.get("delta")
+                    if isinstance(delta, dict):
+                        text = delta.get("content")
+                        thought = delta.get("reasoning_content") or delta.get("reasoning")
+                        thought = thought if isinstance(thought, str) and thought else None
+                        text = text if isinstance(text, str) and text else None
+                        if thought:
+                            reasoning.append(thought)
+                        if text:
+                            content.append(text)
+                        if text or thought:
+                            marks.token(answer=text is not None, at=arrived)
+                            got_token = True
+                    if choice.get("finish_reason"):
+                        finish_reason = choice["finish_reason"]
+                if done:
                     break
-                try:
-                    chunk = json.loads(data)
-                except (ValueError, RecursionError):
-                    raise StreamMalformed(f"an event that is not JSON: {data[:200]!r}") from None
-                if not isinstance(chunk, dict):
-                    raise StreamMalformed(f"an event that is not an object: {data[:200]!r}")
-                if "error" in chunk:
-                    raise StreamMalformed(f"an error event: {str(chunk['error'])[:300]}")
-                if marks.first is not None:  # events before the first token do not move its deadline
-                    deadline.reschedule(loop.time() + idle_timeout_s)
-                for key in ("id", "model", "system_fingerprint", "created"):
-                    if chunk.get(key) is not None:
-                        body[key] = chunk[key]
-                if isinstance(chunk.get("usage"), dict) or chunk.get("usage"):
-                    body["usage"] = chunk["usage"]
-                choices = chunk.get("choices") or []
-                choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
-                if choice is None:
-                    continue
-                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-                text = delta.get("content")
-                thought = delta.get("reasoning_content") or delta.get("reasoning")
-                if isinstance(thought, str) and thought:
-                    reasoning.append(thought)
-                if isinstance(text, str) and text:
-                    content.append(text)
-                if (isinstance(text, str) and text) or (isinstance(thought, str) and thought):
-                    marks.token(answer=isinstance(text, str) and bool(text))
-                    deadline.reschedule(loop.time() + idle_timeout_s)
-                if choice.get("finish_reason"):
-                    finish_reason = choice["finish_reason"]
+                if got_token:
+                    now = loop.time()
+                    if now - armed_at >= rearm_s:
+                        deadline.reschedule(now + idle_timeout_s)
+                        armed_at = now
         if not done and finish_reason is None:
             raise StreamCut("the stream ended before the answer was complete (no finish_reason, no [DONE])")
     except TimeoutError:
@@ -146,3 +156,26 @@ async def read_stream(response: Any, sent_at: float, *, idle_timeout_s: float, f
     if content or reasoning or finish_reason:
         body["choices"] = [{"index": 0, "message": message, "finish_reason": finish_reason}]
     return body, marks.timing()
+
+
+def _parse_events(events: list[bytes]) -> list[dict[str, Any]]:
+    """The JSON objects of a read's events, parsed in one call as an array (a call per event cost more
+    than the parsing); an event that is not one JSON object raises StreamMalformed."""
+    if not events:
+        return []
+    try:
+        chunks = json.loads(b"[" + b",".join(events) + b"]")
+        if len(chunks) == len(events) and all(type(c) is dict and "error" not in c for c in chunks):
+            return chunks
+    except (ValueError, RecursionError):
+        pass
+    for data in events:  # something is wrong: find the event and say what
+        try:
+            chunk = json.loads(data)
+        except (ValueError, RecursionError):
+            raise StreamMalformed(f"an event that is not JSON: {data[:200]!r}") from None
+        if not isinstance(chunk, dict):
+            raise StreamMalformed(f"an event that is not an object: {data[:200]!r}")
+        if "error" in chunk:
+            raise StreamMalformed(f"an error event: {str(chunk['error'])[:300]}")
+    raise StreamMalformed(f"events that are not one JSON object each: {b' | '.join(events)[:200]!r}")

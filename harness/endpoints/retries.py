@@ -12,10 +12,10 @@ import random
 import time
 from typing import Any
 
-import openai
 from tenacity import RetryCallState
 
 from harness.endpoints.concurrency import SLOW_DOWN
+from harness.endpoints.wire import WireFailure
 
 
 class AttemptFailed(Exception):
@@ -44,18 +44,31 @@ def slow_down_wait(headers: Any, attempt: int, backoff_s: float = 0.5) -> float:
     return max(asked, min(backoff_s * 2 ** attempt, 8.0) * (0.75 + 0.5 * random.random()))
 
 
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of an error answer: wire.HttpStatusError's, or an SDK's APIStatusError's."""
+    code = getattr(exc, "status_code", None)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def headers_of(exc: BaseException) -> Any:
+    """The error answer's headers (ours carry them; the SDKs' errors carry the response)."""
+    headers = getattr(exc, "headers", None)
+    if headers is None:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+    return headers if headers is not None else {}
+
+
 def is_slow_down(exc: BaseException) -> bool:
-    return isinstance(exc, openai.APIStatusError) and exc.status_code in SLOW_DOWN
+    return status_of(exc) in SLOW_DOWN
 
 
 def retryable(exc: BaseException) -> bool:
-    """What another attempt may fix: a slow-down or server error, 408/409, a dropped connection or a
-    timeout, an unusable 200. Not: 4xx the configuration or the prompt must fix."""
-    if isinstance(exc, AttemptFailed):
+    """What another attempt may fix: a slow-down or server error, 408/409, a refused or dropped
+    connection or a timeout, an unusable 200. Not: 4xx the configuration or the prompt must fix."""
+    if isinstance(exc, (AttemptFailed, WireFailure)):
         return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError)  # timeouts included
+    code = status_of(exc)
+    return code is not None and (code in (408, 409, 429) or code >= 500)
 
 
 _HTTP_BACKOFF_S = 0.5  # the SDK's own first backoff for HTTP failures, kept when retries became ours
@@ -66,7 +79,7 @@ TIMEOUT_RETRIES = 1
 
 
 def is_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, openai.APITimeoutError) or (isinstance(exc, Interrupted) and exc.kind == "timeout")
+    return isinstance(exc, (WireFailure, Interrupted)) and exc.kind == "timeout"
 
 
 class RetryBudget:
@@ -100,14 +113,14 @@ class RetryBudget:
         """Count a failed attempt and work out the wait before the next (also for an attempt made
         before tenacity took over: the first goes out without its machinery)."""
         if is_slow_down(exc):
-            self._next_wait = slow_down_wait(exc.response.headers, self.slow_rounds, _SLOW_DOWN_BACKOFF_S)  # type: ignore[attr-defined]
+            self._next_wait = slow_down_wait(headers_of(exc), self.slow_rounds, _SLOW_DOWN_BACKOFF_S)
             self.slow_rounds += 1
             self.first_slow_down = self.first_slow_down or time.monotonic()
             self.patience_spent = time.monotonic() + self._next_wait - self.first_slow_down > self.patience_s
         else:
             self.retries += 1
             self.timeouts += is_timeout(exc)
-            asked = _asked_wait(exc.response.headers) if isinstance(exc, openai.APIStatusError) else None
+            asked = _asked_wait(headers_of(exc)) if status_of(exc) is not None else None
             base = self.backoff_s if isinstance(exc, BadAnswer) else _HTTP_BACKOFF_S
             self._next_wait = asked if asked is not None else \
                 min(base * 2 ** (self.retries - 1), 8.0) * (0.75 + 0.5 * random.random())

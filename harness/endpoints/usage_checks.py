@@ -4,9 +4,11 @@ Enters: a parsed Completion, the request it answers, and the problems found whil
 counts. Leaves: the Completion with `usage_status`:
 * "reported": the counts are non-negative integers within the request's bounds;
 * "suspect": a count was not a number, was negative, or exceeded what the request could produce
-  (prompt tokens far above the prompt's bytes plus template overhead; output above max_tokens plus
-  the reasoning the provider counts apart; cached above prompt; reasoning above output). The answer is
-  kept; usage is billed at the request's worst-case bound and the problems are named in `usage_note`;
+  (prompt tokens above the prompt's bytes plus template overhead plus a hidden system prompt's
+  allowance; output above max_tokens (UNCAPPED_OUTPUT_TOKENS without one) plus the reasoning a
+  provider may count apart, never more reasoning than the reasoning text it returned has bytes;
+  cached above prompt; reasoning above output). The answer is kept; usage is billed at the request's
+  worst-case bound and the problems are named in `usage_note`;
 * "estimated": the server reported no usage: prompt bytes / 4 and answer bytes / 4 tokens (the
   budget's default bytes per token), named as an estimate.
 The summary counts both; nothing here raises.
@@ -16,15 +18,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 from typing import Any
 
 from harness.common.exchange import ChatRequest, Completion, Usage
 from harness.spend.budget import DEFAULT_BYTES_PER_TOKEN, max_output_tokens, prompt_bytes, prompt_token_bound
 
 _OUTPUT_SLACK = 16  # tokens a provider may count beyond max_tokens (end-of-turn markers)
-# "Far above what the prompt could be": tokens never outnumber bytes, but a provider may add a hidden
-# system prompt (tool use, thinking) of a few hundred tokens.
-_PROMPT_FACTOR, _PROMPT_SLACK = 2, 512
+# Tokens never outnumber bytes, but a provider may add a hidden system prompt (tool use, thinking)
+# of a few hundred tokens.
+_PROMPT_SLACK = 512
+# The output bound of a request sent without max_tokens (the harness always sends one; a config's
+# extra_body may not): a server claiming more than this for one answer is not believed.
+UNCAPPED_OUTPUT_TOKENS = 131072
 
 
 def count(value: Any) -> int | None:
@@ -57,6 +63,15 @@ def read_counts(raw: Any, fields: dict[str, tuple[str, ...]]) -> tuple[dict[str,
     return counts, problems
 
 
+def is_blank(text: str | None) -> bool:
+    """No visible character: empty, whitespace, or only invisible format characters (zero-width
+    spaces and joiners, word joiners, byte-order marks: Unicode category Cf)."""
+    for ch in text or "":  # stops at the first visible character: at once for most answers
+        if not ch.isspace() and unicodedata.category(ch) != "Cf":
+            return False
+    return True
+
+
 def _answer_bytes(completion: Completion) -> int:
     return len((completion.text + (completion.reasoning or "")).encode("utf-8", "surrogatepass"))
 
@@ -72,12 +87,15 @@ def vet(completion: Completion, request: ChatRequest, problems: list[str] | None
                                    usage_note=f"no usage reported: estimated at {DEFAULT_BYTES_PER_TOKEN:g} bytes per token")
     usage, problems = completion.usage, list(problems or [])
     input_bound = prompt_token_bound(request)
-    output_cap = max_output_tokens(request)
+    output_cap = max_output_tokens(request) or UNCAPPED_OUTPUT_TOKENS
+    # Reasoning a provider counts apart from max_tokens widens the output bound only as far as the
+    # reasoning text it sent: a count alone could widen it without limit.
+    reasoning_seen = min(usage.reasoning_tokens, len((completion.reasoning or "").encode("utf-8", "surrogatepass")))
     if usage.input_tokens == 0 and prompt_bytes(request) > 0:
         problems.append("0 prompt tokens for a prompt that is not empty")
     if usage.output_tokens == 0 and _answer_bytes(completion) > 0:
         problems.append("0 output tokens for an answer that is not empty")
-    if usage.input_tokens > _PROMPT_FACTOR * input_bound + _PROMPT_SLACK:
+    if usage.input_tokens > input_bound + _PROMPT_SLACK:
         problems.append(f"{usage.input_tokens} prompt tokens for a prompt of at most {input_bound}")
     if usage.cached_input_tokens > usage.input_tokens:
         problems.append(f"{usage.cached_input_tokens} cached of {usage.input_tokens} prompt tokens")
@@ -85,14 +103,15 @@ def vet(completion: Completion, request: ChatRequest, problems: list[str] | None
         problems.append(f"{usage.cache_write_input_tokens} cache-write of {usage.input_tokens} prompt tokens")
     if usage.reasoning_tokens > usage.output_tokens:
         problems.append(f"{usage.reasoning_tokens} reasoning of {usage.output_tokens} output tokens")
-    if output_cap and usage.output_tokens > output_cap + usage.reasoning_tokens + _OUTPUT_SLACK:
-        problems.append(f"{usage.output_tokens} output tokens with max_tokens={output_cap}")
+    if usage.output_tokens > output_cap + reasoning_seen + _OUTPUT_SLACK:
+        problems.append(f"{usage.output_tokens} output tokens with max_tokens={output_cap}"
+                        + (f" and {reasoning_seen} tokens of reasoning text" if reasoning_seen else ""))
     if not problems:
         return completion
     # The worst case this request could have cost: every prompt token uncached, every output token used
-    # (max_tokens; without one, a token per byte of what came back).
-    bound = Usage(input_tokens=input_bound,
-                  output_tokens=output_cap or _answer_bytes(completion),
-                  reasoning_tokens=min(usage.reasoning_tokens, output_cap or usage.reasoning_tokens))
+    # (max_tokens and the reasoning text sent; without max_tokens, a token per byte of what came back).
+    output_bound = (max_output_tokens(request) + reasoning_seen) if max_output_tokens(request) else _answer_bytes(completion)
+    bound = Usage(input_tokens=input_bound, output_tokens=output_bound,
+                  reasoning_tokens=min(usage.reasoning_tokens, output_bound))
     return dataclasses.replace(completion, usage=bound, usage_status="suspect",
                                usage_note="; ".join(problems)[:500] + " (billed at the request's worst case)")
