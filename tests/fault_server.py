@@ -235,6 +235,14 @@ class FaultServer(LoopbackServer):
         if kind == "reset":
             self._outcome("reset")
             return self._drop(request)
+        if kind == "raw":  # ("raw", status, headers, body bytes): written as they are, then the connection closed
+            _, code, headers, raw = action
+            self._outcome(f"raw_{code}")
+            head = f"HTTP/1.1 {code} Raw\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            if request.transport is not None:
+                request.transport.write(head.encode() + b"Connection: close\r\n\r\n" + raw)
+                request.transport.close()
+            return web.Response(status=204)  # never sent: the transport is closing
         if kind == "hang":
             self._outcome("hang")
             await self._sleep(action[1])

@@ -292,18 +292,28 @@ def test_429_and_529_the_sdk_retries_still_lower_the_adaptive_limit(server):
     assert endpoint.limiter.stats()["min_limit"] == 4
 
 
-def test_529_overloaded_after_the_retries_is_a_request_failure(server):
-    server.plan(*[error(529, "overloaded_error", "Overloaded", headers=FAST)] * 3)
-    exc = expect_error(server.base_url, make_model(max_retries=2))
+def test_529_overloaded_is_waited_out_for_the_patience_then_a_request_failure(server):
+    server.plan(*[error(529, "overloaded_error", "Overloaded", headers=FAST)] * 200)
+    exc = expect_error(server.base_url, make_model(max_retries=2, rate_limit_patience_s=0.5))
     assert isinstance(exc, RequestFailed) and exc.kind == "overloaded" and exc.status == 529
-    assert "model.max_retries" in str(exc)
-    assert len(server.requests) == 3  # the first try and 2 retries
+    assert "model.rate_limit_patience_s=0.5" in str(exc)
+    assert len(server.requests) > 3  # a slow-down is not a failure: asked again past max_retries
     assert_no_key(exc)
 
 
-@pytest.mark.parametrize("status, error_type, kind", [
-    (429, "rate_limit_error", "rate_limit"), (500, "api_error", "server_error"),
-])
+def test_a_request_waiting_out_a_429_holds_no_slot(server):
+    """Concurrency 1: the first request's 429 asks for a 1 s wait; the second is sent during that wait
+    (the SDK's own retries waited inside the slot, so the second waited for the first's retry)."""
+    server.plan(error(429, "rate_limit_error", headers={"retry-after": "1"}), ok(message_body("second")),
+                ok(message_body("first")))
+    model = make_model(concurrency=1)
+    first, second = run(AnthropicEndpoint(model, server.base_url), make_request(model), make_request(model))
+    assert (first.text, second.text) == ("first", "second")
+    times = [r["t"] for r in server.requests]
+    assert times[1] - times[0] < 0.5 and times[2] - times[0] >= 0.9
+
+
+@pytest.mark.parametrize("status, error_type, kind", [(500, "api_error", "server_error")])
 def test_retryable_errors_that_outlast_the_retries(server, status, error_type, kind):
     server.plan(*[error(status, error_type, headers=FAST)] * 2)
     exc = expect_error(server.base_url, make_model(max_retries=1))

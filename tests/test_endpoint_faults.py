@@ -551,9 +551,9 @@ def test_a_redirect_is_not_followed_and_names_the_fix(server, code):
 
 
 def test_a_body_past_the_cap_is_malformed_and_not_read_whole(server, monkeypatch):
-    import harness.endpoints.wire as wire
+    import harness.endpoints.openai_compat as openai_compat
 
-    monkeypatch.setattr(wire, "MAX_BODY_BYTES", 10_000)
+    monkeypatch.setattr(openai_compat, "MIN_BODY_BYTES", 10_000)
     server.plan(*[ok(chat_body("x" * 20_000))] * 2)
     err = expect_failed(server.base_url, "malformed", make_cfg(max_retries=1))
     assert "longer than 10000 bytes" in str(err)
@@ -561,7 +561,8 @@ def test_a_body_past_the_cap_is_malformed_and_not_read_whole(server, monkeypatch
     assert complete(server.base_url).text == "x" * 5_000
 
 
-@pytest.mark.parametrize("content", ["\u200b", " \u200b\u200d\ufeff \n", "\u2060" * 200, "\t \n"])
+@pytest.mark.parametrize("content", ["\u200b", " \u200b\u200d\ufeff \n", "\u2060" * 200, "\t \n",
+                                     "\u3164\u2800\u034f", "\x00\x01\x7f"])
 def test_an_answer_of_invisible_characters_is_empty(server, content):
     server.plan(*[ok(chat_body(content))] * 2)
     expect_failed(server.base_url, "empty", make_cfg(max_retries=1))
@@ -589,3 +590,70 @@ def test_prompt_tokens_are_allowed_a_hidden_system_prompt_and_no_more(server):
     second = complete(server.base_url, request=request)
     assert first.usage_status == "reported" and first.usage.input_tokens == bound + 500
     assert second.usage_status == "suspect" and second.usage.input_tokens == bound  # twice the bound once passed
+
+
+@pytest.mark.parametrize("header", ["retry-after", "retry-after-ms"])
+@pytest.mark.parametrize("code", [429, 503, 500])
+def test_a_retry_after_that_is_not_a_finite_number_means_backoff_not_a_hang(server, header, code):
+    server.plan(status(code, headers={header: "nan"}), status(code, headers={header: "inf"}), ok(chat_body("after")))
+    started = time.monotonic()
+    assert complete(server.base_url).text == "after"
+    assert time.monotonic() - started < 10 and server.received == 3
+
+
+def test_the_key_never_appears_in_an_error_even_when_the_server_echoes_it(server):
+    echo = {"error": {"message": f"bad request; headers were Authorization: Bearer {KEY}"}}
+    server.plan(status(400, body=echo), status(302, body={}, headers={"Location": f"http://evil.example/?k={KEY}"}))
+    refused = expect_failed(server.base_url, "bad_request")
+    redirected = expect_fatal(server.base_url)
+    for err in (refused, redirected):
+        assert KEY not in str(err) and "***" in str(err)
+
+
+def test_a_compressed_bomb_is_refused_at_the_cap_without_inflating_it(server, monkeypatch):
+    import gzip
+    import resource
+
+    bomb = gzip.compress(b" " * (256 << 20), 9)  # 256 MiB of spaces in ~250 KB
+    server.plan(*[("raw", 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, bomb)] * 2)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    err = expect_failed(server.base_url, "malformed", make_cfg(max_retries=1))
+    grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert "inflates past its cap" in str(err) and grew_mb < 100, grew_mb
+
+
+def test_a_compressed_answer_within_the_cap_is_read(server):
+    import gzip
+    import json as json_
+
+    server.plan(("raw", 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+                 gzip.compress(json_.dumps(chat_body("squeezed")).encode())))
+    assert complete(server.base_url).text == "squeezed"
+
+
+def test_broken_http_is_a_malformed_answer_not_an_unreachable_server(server):
+    server.plan(("raw", 200, {"Content-Type": "application/json", "Content-Length": "5",
+                              "Transfer-Encoding": "chunked"}, b"hello"), ok(chat_body("fine")))
+    complete(server.base_url)  # warm: the server has answered once
+    server.plan(*[("raw", 200, {"Content-Type": "application/json", "Content-Length": "5",
+                                "Transfer-Encoding": "chunked"}, b"hello")] * 2)
+    err = expect_failed(server.base_url, "malformed", make_cfg(max_retries=1))
+    assert "broken HTTP" in str(err) and "cannot reach" not in str(err)
+
+
+def test_a_server_that_never_reads_the_request_is_silence_within_request_timeout(server):
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: [accepted.append(listener.accept()[0]) for _ in range(4)], daemon=True).start()
+    huge = make_request(messages=({"role": "user", "content": "x" * (64 << 20)},))  # more than the socket buffers
+    started = time.monotonic()
+    with pytest.raises(EndpointError):
+        complete(f"http://127.0.0.1:{listener.getsockname()[1]}/v1",
+                 make_cfg(max_retries=1, request_timeout_s=1.0, attempt_timeout_s=60.0), request=huge)
+    assert time.monotonic() - started < 6  # two attempts of ~1 s, not the 60 s attempt deadline
+    listener.close()

@@ -6,6 +6,7 @@ attempt deadline. Each fails on its deadline (retried first), never hangs."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from harness.config import ModelConfig
 from harness.endpoints.base import RequestFailed
 from harness.endpoints.openai_compat import OpenAICompatEndpoint
-from tests.fault_server import FaultServer, chat_body, malformed, ok, streamed
+from tests.fault_server import FaultServer, chat_body, malformed, ok, status, streamed
 from tests.test_endpoint_faults import KEY, KEY_ENV, make_request
 
 pytestmark = pytest.mark.timeout(120)
@@ -150,7 +151,8 @@ def test_a_stream_line_past_the_cap_is_malformed(monkeypatch):
     monkeypatch.setattr(wire, "MAX_LINE_BYTES", 1000)
     with FaultServer() as server:
         # One event line of 5,000 bytes and no line end: refused once it passes 1,000, not buffered whole.
-        server.plan(*[malformed("data: " + "x" * 5000)] * 2)
+        line = ("raw", 200, {"Content-Type": "text/event-stream"}, b"data: " + b"x" * 5000)
+        server.plan(line, line)
         with pytest.raises(RequestFailed) as info:
             complete(server, cfg(max_retries=1))
     assert info.value.kind == "malformed" and "line longer than 1000 bytes" in str(info.value)
@@ -165,6 +167,41 @@ def test_a_stream_past_its_total_cap_is_malformed(monkeypatch):
         server.plan(*[ok(chat_body("y" * 4000))] * 2)  # 1,000 events of ~150 bytes
         with pytest.raises(RequestFailed) as info:
             complete(server, cfg(max_retries=1))
-        assert info.value.kind == "malformed" and "stream longer than 20000 bytes" in str(info.value)
+        assert info.value.kind == "malformed" and "longer than 20000 bytes" in str(info.value)
         server.plan(ok(chat_body("y" * 40)))
         assert complete(server, cfg()).text == "y" * 40
+
+
+def test_a_server_that_ignores_stream_true_is_read_as_a_whole_answer():
+    with FaultServer() as server:
+        server.plan(("raw", 200, {"Content-Type": "application/json"},
+                     json.dumps(chat_body("not streamed", prompt_tokens=3, completion_tokens=2)).encode()))
+        result = complete(server, cfg())
+    assert result.text == "not streamed" and result.usage.output_tokens == 2 and result.ttft_s is None
+
+
+@pytest.mark.parametrize("events, text", [
+    # SSE: an event's data lines are joined by newlines and end at a blank line; CRLF line ends.
+    (b'data: {"choices": [{"index": 0,\ndata: "delta": {"content": "two lines"}}]}\n\n', "two lines"),
+    (b'data: {"choices": [{"index": 0, "delta": {"content": "crlf"}}]}\r\n\r\n', "crlf"),
+    # a second choice's deltas are another answer, not part of this one
+    (b'data: {"choices": [{"index": 1, "delta": {"content": "WRONG "}}]}\n\n'
+     b'data: {"choices": [{"index": 0, "delta": {"content": "right"}}]}\n\n', "right"),
+    # "error": null is no error
+    (b'data: {"error": null, "choices": [{"index": 0, "delta": {"content": "fine"}}]}\n\n', "fine"),
+])
+def test_event_stream_framing(events, text):
+    finish = b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'
+    with FaultServer() as server:
+        server.plan(("raw", 200, {"Content-Type": "text/event-stream"}, events + finish))
+        assert complete(server, cfg()).text == text
+
+
+def test_events_that_are_not_json_alone_are_malformed_even_if_they_parse_together():
+    events = b'data: {"choices": [{"index": 0, "delta": {"content": "A"}}]},{"x": 0\n\ndata: "y": 1}\n\n'
+    finish = b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'
+    with FaultServer() as server:
+        server.plan(*[("raw", 200, {"Content-Type": "text/event-stream"}, events + finish)] * 2)
+        with pytest.raises(RequestFailed) as info:
+            complete(server, cfg(max_retries=1))
+    assert info.value.kind == "malformed"

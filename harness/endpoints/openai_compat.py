@@ -80,7 +80,7 @@ from harness.endpoints.concurrency import AdaptiveLimiter
 from harness.endpoints.openai_stream import StreamCut, StreamMalformed, StreamStalled, StreamTiming, read_stream
 from harness.endpoints.retries import TIMEOUT_RETRIES, BadAnswer, Interrupted, RetryBudget, is_slow_down, retryable
 from harness.endpoints.usage_checks import is_blank
-from harness.endpoints.wire import AnswerTooLong, HttpStatusError, JsonWire, WireFailure
+from harness.endpoints.wire import AnswerRefused, HttpStatusError, JsonWire, NotAStream, WireFailure
 from harness.endpoints.openai_format import (  # noqa: F401 (the dialect's parsers, used here and re-exported)
     _get, build_request_kwargs, parse_chat_completion, parse_usage, read_usage, split_reasoning, truncate_at_stop,
     with_timing)
@@ -110,11 +110,13 @@ _PER_REQUEST_KIND = {400: "bad_request", 413: "bad_request", 422: "bad_request",
                      408: "timeout", 409: "conflict", 429: "rate_limit"}
 
 
-# A whole stream may hold this many bytes per output token (a chunk event per token is ~150-300 bytes
-# of JSON), and never less than MIN_STREAM_BYTES: what the request allows, not what a server claims.
-STREAM_BYTES_PER_TOKEN = 1024
-MIN_STREAM_BYTES = 64 << 20
-DEFAULT_MAX_TOKENS_FOR_CAP = 32768  # a request without max_tokens: the cap assumes this many
+# What a server may send for one answer grows with what the request allows (max_tokens), not with what
+# the server claims. A whole answer: 64 bytes per token (a token is a few bytes of text, JSON escapes
+# at most ~6x), between 1 and 32 MiB (parsed JSON takes up to ~30x its bytes in memory). A stream:
+# 1 KiB per token (an event per token is ~150-300 bytes), at least 64 MiB, read a batch at a time.
+BODY_BYTES_PER_TOKEN, MIN_BODY_BYTES, MAX_BODY_BYTES = 64, 1 << 20, 32 << 20
+STREAM_BYTES_PER_TOKEN, MIN_STREAM_BYTES = 1024, 64 << 20
+DEFAULT_MAX_TOKENS_FOR_CAP = 32768  # a request without max_tokens: the caps assume this many
 
 
 class OpenAICompatEndpoint:
@@ -134,8 +136,7 @@ class OpenAICompatEndpoint:
 
     def _ensure_wire(self) -> JsonWire:
         if self._wire is None:
-            self._wire = JsonWire(f"{self.base_url.rstrip('/')}/chat/completions",
-                                  {"Authorization": f"Bearer {self._api_key}"},
+            self._wire = JsonWire(f"{self.base_url.rstrip('/')}/chat/completions", self._api_key,
                                   connect_timeout_s=self.model.connect_timeout_s,
                                   read_timeout_s=self.model.request_timeout_s, on_status=self._on_status)
         return self._wire
@@ -172,7 +173,8 @@ class OpenAICompatEndpoint:
                 except (BadAnswer, Interrupted, HttpStatusError, WireFailure) as exc:
                     outcome = exc
         if isinstance(outcome, BaseException):
-            raise self._failure(outcome, request, budget)
+            failure = self._failure(outcome, request, budget)
+            raise _with_message(failure, wire.scrub(str(failure)))
         self.limiter.note_latency(latency)
         return with_timing(parse_chat_completion(outcome, latency, request.stop, request), timing)
 
@@ -211,11 +213,13 @@ class OpenAICompatEndpoint:
         except TimeoutError:
             raise Interrupted("timeout", f"the answer took longer than model.attempt_timeout_s="
                                           f"{self.model.attempt_timeout_s:g} s") from None
-        except AnswerTooLong as exc:
+        except AnswerRefused as exc:
             raise BadAnswer("malformed", str(exc)) from None
 
-    async def _whole(self, wire: JsonWire, body: dict[str, Any]) -> tuple[dict[str, Any], None]:
-        raw = await wire.post(body)
+    async def _whole(self, wire: JsonWire, body: dict[str, Any], raw: bytes | None = None) -> tuple[dict[str, Any], None]:
+        if raw is None:
+            cap = min(max(MIN_BODY_BYTES, _max_tokens(body) * BODY_BYTES_PER_TOKEN), MAX_BODY_BYTES)
+            raw = await wire.post(body, cap)
         try:
             answer = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the parser, a 5,000-digit int
@@ -224,8 +228,7 @@ class OpenAICompatEndpoint:
         return answer, None
 
     async def _streamed(self, wire: JsonWire, body: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming]:
-        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or DEFAULT_MAX_TOKENS_FOR_CAP
-        cap = max(MIN_STREAM_BYTES, int(max_tokens) * STREAM_BYTES_PER_TOKEN)
+        cap = max(MIN_STREAM_BYTES, _max_tokens(body) * STREAM_BYTES_PER_TOKEN)
         sent = time.perf_counter()
         try:
             async with contextlib.aclosing(wire.stream_lines(body, cap)) as lines:
@@ -238,6 +241,8 @@ class OpenAICompatEndpoint:
             raise BadAnswer("malformed", str(exc)) from None
         except StreamCut as exc:
             raise Interrupted("connection", f"{exc}, after the server had started answering") from None
+        except NotAStream as answer:  # the server ignored stream=true: read as it came, without timing
+            return await self._whole(wire, body, answer.raw)
         except WireFailure as exc:
             if exc.kind == "cut" and self._answered:
                 raise Interrupted("connection", f"the connection was cut mid-answer ({exc.detail}) after the "
@@ -250,7 +255,7 @@ class OpenAICompatEndpoint:
         return f"{self.base_url} (model '{self.model.name}', served id '{request.model_id}')"
 
     def _bad_answer(self, exc: BadAnswer, request: ChatRequest) -> RequestFailed:
-        what = {"malformed": "an answer that is not JSON", "empty": "an empty answer"}.get(exc.kind, "no choices")
+        what = {"malformed": "an answer it could not read", "empty": "an empty answer"}.get(exc.kind, "no choices")
         return RequestFailed(
             f"{self._where(request)} answered 200 with {what} on every try, after up to "
             f"{self.model.max_retries} retries (model.max_retries): {exc.detail}",
@@ -262,6 +267,9 @@ class OpenAICompatEndpoint:
         where = self._where(request)
         retries = f"after up to {self.model.max_retries} retries (model.max_retries)"
         if isinstance(exc, WireFailure):
+            if exc.kind == "broken":
+                return RequestFailed(f"{where} answered with broken HTTP ({exc.detail}), {retries}: the server or "
+                                     f"a proxy in between is at fault, not the URL.", kind="malformed")
             if exc.kind == "timeout":
                 return RequestFailed(
                     f"no answer from {where} within model.request_timeout_s={self.model.request_timeout_s:g} s, "
@@ -281,8 +289,7 @@ class OpenAICompatEndpoint:
         code = exc.status_code
         said = f"{where} answered {code}: {exc.message}"
         if code < 400:
-            location = str(exc.headers.get("Location") or "nowhere")[:300]
-            return EndpointError(f"{where} answered {code}, a redirect to {location}; redirects are not followed "
+            return EndpointError(f"{where} answered {code}, a redirect to {exc.location or 'nowhere'}; redirects are not followed "
                                  f"(the request carries the API key): set model.base_url to the address the "
                                  f"API really answers at.")
         if code == 401:
@@ -314,6 +321,20 @@ class OpenAICompatEndpoint:
             self._wire = None
 
 
+def _max_tokens(body: dict[str, Any]) -> int:
+    value = body.get("max_tokens") or body.get("max_completion_tokens")
+    return value if isinstance(value, int) and value > 0 else DEFAULT_MAX_TOKENS_FOR_CAP
+
+
+def _with_message(failure: EndpointError, message: str) -> EndpointError:
+    """The same failure with another message (the key scrubbed out of what a server echoed)."""
+    if message == str(failure):
+        return failure
+    if isinstance(failure, RequestFailed):
+        return RequestFailed(message, kind=failure.kind, status=failure.status)
+    return EndpointError(message)
+
+
 def _request_body(kwargs: dict[str, Any], stream: bool) -> dict[str, Any]:
     """The JSON body, built once per request: the arguments with extra_body merged in (as the SDK does)."""
     body = {k: v for k, v in kwargs.items() if k != "extra_body"}
@@ -330,6 +351,8 @@ def _check_answer(answer: Any) -> None:
     model answering wrongly: retried, then an error)."""
     if not isinstance(answer, dict) or answer.get("object") not in (None, "chat.completion"):
         raise BadAnswer("malformed", f"not a chat.completion: {str(answer)[:200]!r}")
+    if answer.get("error"):
+        raise BadAnswer("malformed", f"an error in a 200 answer: {str(answer['error'])[:300]}")
     if not answer.get("choices"):
         raise BadAnswer("empty_choices", f"no choices: {str(answer)[:300]}")
     choice = answer["choices"][0] if isinstance(answer["choices"], list) else None

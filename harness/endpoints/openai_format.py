@@ -89,12 +89,17 @@ def parse_chat_completion(body: dict[str, Any], latency_s: float, stop: tuple[st
         reasoning=reasoning,
         finish_reason=choice.get("finish_reason"),
         usage=usage,
-        served_model=body.get("model"),
-        system_fingerprint=body.get("system_fingerprint"),
+        served_model=_text(body.get("model")),
+        system_fingerprint=_text(body.get("system_fingerprint")),
         latency_s=latency_s,
         usage_reported=bool(body.get("usage")),
     )
     return vet(completion, request, problems) if request is not None else completion
+
+
+def _text(value: Any) -> str | None:
+    """A server-sent label (model, fingerprint) as text of bounded length; anything else is no label."""
+    return value[:200] if isinstance(value, str) else None
 
 
 def build_request_kwargs(model: ModelConfig, request: ChatRequest) -> dict[str, Any]:

@@ -97,6 +97,7 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
     finish_reason = None
     marks = TokenMarks(sent_at)
     done = False
+    pending: list[bytes] = []  # the data lines of an event not yet ended by its blank line
     loop = asyncio.get_running_loop()
     rearm_s = min(REARM_EVERY_S, idle_timeout_s / 10)
     armed_at = -float("inf")  # loop time the idle deadline was last moved (none yet: first-token deadline)
@@ -106,8 +107,7 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
             deadline.reschedule(loop.time() + max(first_token_timeout_s - (time.perf_counter() - sent_at), 0.001))
             async for lines in batches:
                 arrived = time.perf_counter()  # the events of one read arrived together
-                events = [line[5:].strip() for line in lines if line.startswith(b"data:")]
-                # (not "data:": blank separators, ": keep-alive" comments, event names: not progress)
+                events = _events(lines, pending)
                 if b"[DONE]" in events:
                     events = events[:events.index(b"[DONE]")]
                     done = True
@@ -119,8 +119,7 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
                                 body[key] = chunk[key]
                         if chunk.get("usage"):
                             body["usage"] = chunk["usage"]
-                    choices = chunk.get("choices")
-                    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+                    choice = _first_choice(chunk.get("choices"))
                     if choice is None:
                         continue
                     delta = choice.get("delta")
@@ -145,11 +144,20 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
                     if now - armed_at >= rearm_s:
                         deadline.reschedule(now + idle_timeout_s)
                         armed_at = now
+        last = b"\n".join(pending)
+        done = done or last == b"[DONE]"
+        if not done and last:  # the last event, not ended by a blank line before EOF
+            for chunk in _parse_events([last]):
+                choice = _first_choice(chunk.get("choices"))
+                if chunk.get("usage"):
+                    body["usage"] = chunk["usage"]
+                if choice is not None and choice.get("finish_reason"):
+                    finish_reason = choice["finish_reason"]
         if not done and finish_reason is None:
             raise StreamCut("the stream ended before the answer was complete (no finish_reason, no [DONE])")
     except TimeoutError:
-        what, limit = ("the first token", first_token_timeout_s) if marks.first is None else ("the next chunk", idle_timeout_s)
-        raise StreamStalled(f"no {what} within {limit:g} s") from None
+        what, limit = ("first token", first_token_timeout_s) if marks.first is None else ("token", idle_timeout_s)
+        raise StreamStalled(f"no {what} came within {limit:g} s") from None
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content) if content else None}
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
@@ -158,15 +166,42 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
     return body, marks.timing()
 
 
+def _events(lines: list[bytes], pending: list[bytes]) -> list[bytes]:
+    """The data of the events these lines complete (SSE: an event's `data:` lines, joined by newlines,
+    end at a blank line); `pending` carries an unfinished event into the next batch. Comments
+    (": keep-alive") and other fields are not events, and not progress."""
+    events: list[bytes] = []
+    for line in lines:
+        if line.startswith(b"data:"):
+            pending.append(line[5:].strip())
+        elif pending and not line.strip():  # "" or "\r": the event is complete
+            events.append(pending[0] if len(pending) == 1 else b"\n".join(pending))
+            pending.clear()
+    return events
+
+
+def _first_choice(choices: Any) -> dict[str, Any] | None:
+    """The choice with index 0 (or no index) of a chunk: deltas of other choices are other answers."""
+    if not isinstance(choices, list):
+        return None
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index", 0) in (0, None):
+            return choice
+    return None
+
+
 def _parse_events(events: list[bytes]) -> list[dict[str, Any]]:
-    """The JSON objects of a read's events, parsed in one call as an array (a call per event cost more
-    than the parsing); an event that is not one JSON object raises StreamMalformed."""
+    """The JSON objects of a read's events, parsed in one call (a call per event cost more than the
+    parsing): each event wrapped in its own array, so events that are not JSON alone rarely parse
+    together, and the count checked; an event that is not one JSON object raises StreamMalformed.
+    (A server crafting events that parse only together gains nothing: it chooses the content anyway.)"""
     if not events:
         return []
     try:
-        chunks = json.loads(b"[" + b",".join(events) + b"]")
-        if len(chunks) == len(events) and all(type(c) is dict and "error" not in c for c in chunks):
-            return chunks
+        wrapped = json.loads(b"[[" + b"],[".join(events) + b"]]")
+        if len(wrapped) == len(events) and all(type(w) is list and len(w) == 1 and type(w[0]) is dict
+                                               and not w[0].get("error") for w in wrapped):
+            return [w[0] for w in wrapped]
     except (ValueError, RecursionError):
         pass
     for data in events:  # something is wrong: find the event and say what
@@ -176,6 +211,6 @@ def _parse_events(events: list[bytes]) -> list[dict[str, Any]]:
             raise StreamMalformed(f"an event that is not JSON: {data[:200]!r}") from None
         if not isinstance(chunk, dict):
             raise StreamMalformed(f"an event that is not an object: {data[:200]!r}")
-        if "error" in chunk:
+        if chunk.get("error"):
             raise StreamMalformed(f"an error event: {str(chunk['error'])[:300]}")
     raise StreamMalformed(f"events that are not one JSON object each: {b' | '.join(events)[:200]!r}")

@@ -8,6 +8,7 @@ exceptions an attempt raises for answers the SDK accepts but we cannot use.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Any
@@ -145,12 +146,15 @@ class RetryBudget:
 
 
 def _asked_wait(headers: Any) -> float | None:
-    """The wait the server asks for (retry-after-ms, else Retry-After in seconds), up to 60 s; None if none."""
+    """The wait the server asks for (retry-after-ms, else Retry-After in seconds), up to 60 s; None if
+    none or not a finite number (an HTTP-date Retry-After is not read: backoff applies)."""
     for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
         value = headers.get(name)
         if value:
             try:
-                return min(max(float(value) * scale, 0.0), 60.0)
+                seconds = float(value) * scale
             except ValueError:
-                pass
+                continue
+            if math.isfinite(seconds):  # "nan" parses, and asyncio.sleep(nan) never returns
+                return min(max(seconds, 0.0), 60.0)
     return None

@@ -63,11 +63,16 @@ def read_counts(raw: Any, fields: dict[str, tuple[str, ...]]) -> tuple[dict[str,
     return counts, problems
 
 
+# Unicode categories that draw nothing alone: format (zero-width spaces and joiners, word joiners,
+# byte-order marks), control, separators, unassigned, combining marks; and letters drawn blank.
+_INVISIBLE = frozenset({"Cf", "Cc", "Cn", "Co", "Cs", "Zs", "Zl", "Zp", "Mn", "Me"})
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")  # Hangul fillers, braille blank, Mongolian vowel separator
+
+
 def is_blank(text: str | None) -> bool:
-    """No visible character: empty, whitespace, or only invisible format characters (zero-width
-    spaces and joiners, word joiners, byte-order marks: Unicode category Cf)."""
+    """No visible character: empty, whitespace, or only characters that draw nothing (_INVISIBLE)."""
     for ch in text or "":  # stops at the first visible character: at once for most answers
-        if not ch.isspace() and unicodedata.category(ch) != "Cf":
+        if not ch.isspace() and ch not in _BLANK_LETTERS and unicodedata.category(ch) not in _INVISIBLE:
             return False
     return True
 

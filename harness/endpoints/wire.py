@@ -8,42 +8,49 @@ bridge), about 0.9 ms per request against 0.25 ms for aiohttp alone, and the cli
 capped throughput (bench/throughput.py). What the SDK added here is small and is kept in our words:
 the bearer header, the statuses it retries (harness.endpoints.retries), its error body reading.
 
+Everything a server sends is untrusted: sizes are counted after decompression (we ask for no
+compression and inflate gzip/deflate ourselves, in bounded steps: aiohttp's own decompression
+inflated a 1 MB gzip body to 1 GiB before any cap could count it), redirects are not followed (the
+request carries the key), and the key never appears in an error we raise.
+
 Enters: a URL, headers, timeouts, a JSON-able body. Leaves: the answer's bytes (or its lines), or
-HttpStatusError / WireFailure / AnswerTooLong.
+HttpStatusError / WireFailure / AnswerRefused / NotAStream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 
-# Caps on what a server may send (untrusted input): a whole non-streamed answer, one event line of a
-# stream, an error body. A whole stream is capped by the caller (it grows with max_tokens).
-MAX_BODY_BYTES = 32 << 20
-MAX_LINE_BYTES = 4 << 20
+# Caps on what a server may send (untrusted input): one event line of a stream, an error body. A whole
+# answer's cap is the caller's (it grows with max_tokens). Parsed JSON takes up to ~30x its bytes.
+MAX_LINE_BYTES = 1 << 20
 MAX_ERROR_BYTES = 64 << 10
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class HttpStatusError(Exception):
     """The server answered with a status >= 300 (redirects are not followed: a POST carrying the API
     key goes only where model.base_url says); the body's error message, if it had one."""
 
-    def __init__(self, status_code: int, headers: Any, body: Any, message: str):
+    def __init__(self, status_code: int, headers: Any, body: Any, message: str, location: str | None):
         super().__init__(f"HTTP {status_code}: {message}")
         self.status_code = status_code
         self.headers = headers
         self.body = body
         self.message = message
+        self.location = location
 
 
 class WireFailure(Exception):
     """The exchange did not complete. `kind`: "unreachable" (no connection was made: refused, unknown
-    host, connect timeout), "timeout" (connected, then silence past the read timeout) or "cut"
-    (connected, then dropped before the answer was complete)."""
+    host, connect timeout), "timeout" (connected, then silence past the timeout), "cut" (connected,
+    then dropped before the answer was complete) or "broken" (an answer that is not valid HTTP)."""
 
     def __init__(self, kind: str, detail: str):
         super().__init__(detail)
@@ -51,8 +58,16 @@ class WireFailure(Exception):
         self.detail = detail
 
 
-class AnswerTooLong(Exception):
-    """More bytes than the cap for this answer, line or stream."""
+class AnswerRefused(Exception):
+    """An answer we will not read: longer than its cap, or in an encoding we did not ask for."""
+
+
+class NotAStream(Exception):
+    """A streamed request answered with a whole JSON body (the server does not stream): its bytes."""
+
+    def __init__(self, raw: bytes):
+        super().__init__("a JSON body, not an event stream")
+        self.raw = raw
 
 
 def _failure(exc: BaseException) -> WireFailure:
@@ -63,7 +78,9 @@ def _failure(exc: BaseException) -> WireFailure:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return WireFailure("unreachable", f"{name}: {exc.os_error}")
     if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
-        return WireFailure("timeout", f"no bytes within the read timeout ({name})")
+        return WireFailure("timeout", f"no bytes within the timeout ({name})")
+    if isinstance(exc, aiohttp.ClientResponseError):  # a bad status line, oversized headers, bad chunking
+        return WireFailure("broken", f"{name}: {str(exc)[:200]}")
     return WireFailure("cut", name)
 
 
@@ -77,60 +94,123 @@ def error_message(body: Any, text: str) -> str:
     return text[:500] or "(no body)"
 
 
+class _Inflater:
+    """Decompresses a gzip or deflate body piece by piece, never more than `cap` bytes in all."""
+
+    def __init__(self, encoding: str, cap: int):
+        if encoding not in ("gzip", "x-gzip", "deflate"):
+            raise AnswerRefused(f"an answer in Content-Encoding {encoding[:40]!r}, which was not asked for")
+        self._inflate = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
+        self.left = cap
+
+    def feed(self, piece: bytes) -> bytes:
+        try:
+            out = self._inflate.decompress(piece, self.left + 1)
+        except zlib.error as exc:
+            raise AnswerRefused(f"a compressed answer that does not decompress: {exc}") from None
+        self.left -= len(out)
+        if self.left < 0 or self._inflate.unconsumed_tail:
+            raise AnswerRefused("a compressed answer that inflates past its cap")
+        return out
+
+
+async def _pieces(response: aiohttp.ClientResponse, cap: int) -> AsyncIterator[bytes]:
+    """The body as it arrives, decompressed (bounded) if the server compressed it anyway; AnswerRefused
+    once more than `cap` bytes came."""
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    inflater = None if encoding in ("", "identity") else _Inflater(encoding, cap)
+    size = 0
+    async for piece in response.content.iter_any():
+        if inflater is not None:
+            piece = inflater.feed(piece)
+        size += len(piece)
+        if size > cap:
+            raise AnswerRefused(f"an answer longer than {cap} bytes")
+        yield piece
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int, *, truncate: bool = False) -> bytes:
+    """The body, refused (or, `truncate`, cut) once longer than `cap`, without reading it all."""
+    length = response.content_length
+    if length is not None and length <= cap and "Content-Encoding" not in response.headers:
+        return await response.read()
+    parts: list[bytes] = []
+    try:
+        async for piece in _pieces(response, cap):
+            parts.append(piece)
+    except AnswerRefused:
+        if not truncate:
+            raise
+    return b"".join(parts)[:cap]
+
+
 class JsonWire:
     """POSTs JSON to one URL over a pooled aiohttp session (made in the running loop, on first use)."""
 
-    def __init__(self, url: str, headers: dict[str, str], *, connect_timeout_s: float, read_timeout_s: float,
+    def __init__(self, url: str, api_key: str | None, *, connect_timeout_s: float, read_timeout_s: float,
                  on_status: Callable[[int], None]):
         self.url = url
         self.headers = {"Content-Type": "application/json", "Accept": "application/json",
-                        "User-Agent": "harness (python aiohttp)", **headers}
+                        "Accept-Encoding": "identity", "User-Agent": "harness (python aiohttp)"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self._secret = api_key if api_key and len(api_key) >= 8 else None
+        self.read_timeout_s = read_timeout_s
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
         self.on_status = on_status
         self._session: aiohttp.ClientSession | None = None
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # No per-host limit: the limiter bounds what is in flight. No cookie jar: an API keeps no cookies.
+            # No per-host limit: the limiter bounds what is in flight. No cookie jar: an API keeps no
+            # cookies. No automatic decompression: _pieces inflates, counting.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), headers=self.headers,
-                timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar())
+                timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         return self._session
 
-    async def post(self, body: dict[str, Any]) -> bytes:
-        """The answer's bytes (a 2xx), at most MAX_BODY_BYTES."""
+    def scrub(self, text: str) -> str:
+        """The text without the API key (error bodies and Location headers may echo the request)."""
+        return text.replace(self._secret, "***") if self._secret and self._secret in text else text
+
+    async def post(self, body: dict[str, Any], max_bytes: int) -> bytes:
+        """The answer's bytes (a 2xx), at most `max_bytes`. Sending the request and waiting for the
+        answer's headers share request_timeout_s (a server that never reads the body is silence too)."""
+        session = self._ensure_session()
         try:
-            async with self._ensure_session().post(self.url, data=_encode(body), allow_redirects=False) as response:
+            async with asyncio.timeout(self.read_timeout_s):
+                response = await session.post(self.url, data=_ENCODER.encode(body).encode(), allow_redirects=False)
+            try:
                 await self._check_status(response)
-                return await _read_capped(response, MAX_BODY_BYTES)
+                return await _read_capped(response, max_bytes)
+            finally:
+                response.release()
         except aiohttp.ClientError as exc:
             raise _failure(exc) from None
-        except asyncio.TimeoutError as exc:  # aiohttp's sock_read (the attempt's own deadline cancels instead)
+        except asyncio.TimeoutError as exc:  # ours above or aiohttp's sock_read (the attempt's deadline cancels instead)
             raise _failure(exc) from None
 
     async def stream_lines(self, body: dict[str, Any], max_bytes: int) -> AsyncIterator[list[bytes]]:
         """The answer's complete lines (without their line ends), in batches of what each network read
         brought (one step of this generator per read, not per line); each line at most MAX_LINE_BYTES,
-        all together at most `max_bytes`."""
+        all together at most `max_bytes`. A whole JSON answer instead of a stream raises NotAStream."""
         try:
-            async with self._ensure_session().post(self.url, data=_encode(body), allow_redirects=False,
+            async with self._ensure_session().post(self.url, data=_ENCODER.encode(body).encode(), allow_redirects=False,
                                                    headers={"Accept": "text/event-stream"}) as response:
                 await self._check_status(response)
-                total = 0
+                if response.content_type == "application/json":
+                    raise NotAStream(await _read_capped(response, max_bytes))
                 tail = b""
-                async for piece in response.content.iter_any():
-                    total += len(piece)
-                    if total > max_bytes:
-                        raise AnswerTooLong(f"a stream longer than {max_bytes} bytes")
+                async for piece in _pieces(response, max_bytes):
                     if b"\n" not in piece:
                         tail += piece
                         if len(tail) > MAX_LINE_BYTES:
-                            raise AnswerTooLong(f"a stream line longer than {MAX_LINE_BYTES} bytes")
+                            raise AnswerRefused(f"a stream line longer than {MAX_LINE_BYTES} bytes")
                         continue
                     lines = (tail + piece).split(b"\n") if tail else piece.split(b"\n")
                     tail = lines.pop()
                     if len(tail) > MAX_LINE_BYTES or any(len(line) > MAX_LINE_BYTES for line in lines):
-                        raise AnswerTooLong(f"a stream line longer than {MAX_LINE_BYTES} bytes")
+                        raise AnswerRefused(f"a stream line longer than {MAX_LINE_BYTES} bytes")
                     yield lines
                 if tail:
                     yield [tail]
@@ -141,41 +221,24 @@ class JsonWire:
 
     async def _check_status(self, response: aiohttp.ClientResponse) -> None:
         self.on_status(response.status)
+        if response.status in (204, 205):
+            raise AnswerRefused(f"a {response.status} answer, which has no content")
         if response.status < 300:
             return  # 3xx too is an error here: redirects are not followed (the key must not go elsewhere)
         try:
             raw = await _read_capped(response, MAX_ERROR_BYTES, truncate=True)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (aiohttp.ClientError, asyncio.TimeoutError, AnswerRefused):
             raw = b""
         text = raw.decode("utf-8", "replace")
         try:
             body: Any = json.loads(raw) if raw else None
         except (ValueError, RecursionError):
             body = None
-        raise HttpStatusError(response.status, response.headers, body, error_message(body, text))
+        location = response.headers.get("Location")
+        raise HttpStatusError(response.status, response.headers, body, self.scrub(error_message(body, text)),
+                              self.scrub(location[:300]) if location else None)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def _encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-async def _read_capped(response: aiohttp.ClientResponse, cap: int, *, truncate: bool = False) -> bytes:
-    """The body, refusing (or, `truncate`, cutting) one longer than `cap` without reading it all."""
-    length = response.content_length
-    if length is not None and length <= cap and "Content-Encoding" not in response.headers:
-        return await response.read()  # compressed bodies are read piece by piece: a small body may inflate
-    parts: list[bytes] = []
-    size = 0
-    async for piece in response.content.iter_any():
-        size += len(piece)
-        parts.append(piece)
-        if size > cap:
-            if truncate:
-                return b"".join(parts)[:cap]
-            raise AnswerTooLong(f"an answer longer than {cap} bytes")
-    return b"".join(parts)
