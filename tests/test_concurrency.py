@@ -299,3 +299,34 @@ def test_a_waiter_cancelled_after_wake_dropped_it_raises_cancelled_not_valueerro
         return limiter.in_flight
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_burst_of_refusals_follows_what_the_server_holds_down_to_its_capacity():
+    """64 in flight, a server that holds 4: the first 429 halves (64 -> 32); each later 429 of the same
+    burst, answered while its request still holds a slot, brings the limit down to the requests still
+    held (in flight but that one), so the limit reaches 4 within the burst, not after four round trips."""
+    lim, clock = limiter(64)
+    lim.in_flight = 64
+    for _ in range(60):  # the 60 the server refuses; each releases its slot after its answer is read
+        lim.on_rate_limited()
+        lim.in_flight -= 1
+        clock.now += 0.001
+    assert lim.limit == 4 and lim.in_flight == 4 and lim.decreases == 1
+
+
+def test_a_refusal_right_after_a_probe_steps_back_by_one_not_by_half():
+    lim, clock = limiter(64)
+    lim.in_flight = 64
+    for _ in range(60):
+        lim.on_rate_limited()
+        lim.in_flight -= 1
+    assert lim.limit == 4
+    clock.now += 5
+    while lim.limit == 4:  # successes until the probe to 5 (PROBE_ROUNDS x 4 after a slow-down)
+        lim.on_success()
+    assert lim.limit == 5
+    lim.in_flight = 5
+    assert lim.on_rate_limited() and lim.limit == 4  # back to what held; halving gave 2
+    clock.now += 5
+    lim.in_flight = 1
+    assert lim.on_rate_limited() and lim.limit == 2  # not after a probe: halved

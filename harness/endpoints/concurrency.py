@@ -4,10 +4,15 @@
 whose size moves:
 
 - it starts at the ceiling (`model.concurrency`: the most the user allows);
-- `on_rate_limited()` (the endpoint calls it for every 429 it sees, on every attempt) halves the limit, floor 1, at most once per round trip (the recent latency of
-  successful requests, capped at `cooldown_s`, which applies until a latency is known): the requests in flight
-  when the server starts refusing all get their 429 within about one round trip, and that burst
-  is one signal, not a halving per response. Every 429 also restarts the success count;
+- `on_rate_limited()` (the endpoint calls it for every 429 it sees, on every attempt, while that
+  request still holds its slot) halves the limit, floor 1, at most once per round trip; within the
+  same burst each further 429 brings the limit down to the requests the server still holds (in flight
+  but the refused one), so 64 falls to a capacity of 4 within milliseconds; and a 429 right after an
+  increase (a probe) steps back to the limit before it instead of halving. A round trip is the
+  recent latency of successful requests, capped at `cooldown_s` (which applies until a latency is
+  known): the requests in flight when the server starts refusing all get their 429 within about one
+  round trip, and that burst is one halving, not one per response. Every 429 also restarts the
+  success count;
 - `on_success()` counts successful responses; after `limit` of them in a row (no 429 between) the
   limit grows by one slot, up to the ceiling; below the limit at which the last slow-down came it
   takes PROBE_ROUNDS x `limit` (8 round trips), so a server at its capacity is probed into a 429
@@ -58,6 +63,8 @@ class AdaptiveLimiter:
         self._last_decrease = -float("inf")
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._latency_s: float | None = None
+        self._probe_from: int | None = None  # the limit before the last increase, while it is a probe
+        self._raised_at = -float("inf")
 
     # --- slots -------------------------------------------------------------------------------------
 
@@ -103,11 +110,22 @@ class AdaptiveLimiter:
         self.rate_limited += 1
         self._streak = 0
         now = self._clock()
-        if now - self._last_decrease < self.effective_cooldown_s:
+        # What the server holds: the requests in flight but this one (which holds a slot while its answer
+        # is read). In a burst of refusals this falls to the server's capacity within milliseconds,
+        # where halving once per round trip took four round trips from 64 to 4.
+        holding = self.in_flight - 1 if self.in_flight >= 1 else self.limit
+        if now - self._last_decrease < self.effective_cooldown_s:  # the same burst: follow what the server holds
+            if max(self.floor, holding) < self.limit and self._slowed_at:
+                self._set(max(self.floor, holding), now)
+                return True
             return False
         self._last_decrease = now
+        probed = self._probe_from is not None and now - self._raised_at <= 2 * self.effective_cooldown_s
         self._slowed_at = self.limit
-        new = max(self.floor, self.limit // 2)
+        # Right after a probe (one slot more than what held), step back to what held: the server is at
+        # its capacity, not overloaded (halving there cost a capacity-4 server a third of its throughput).
+        new = max(self.floor, self._probe_from if probed and self._probe_from is not None else self.limit // 2)
+        self._probe_from = None
         if new == self.limit:
             return False
         self.decreases += 1
@@ -137,7 +155,8 @@ class AdaptiveLimiter:
         if self._streak < self.limit * (PROBE_ROUNDS if self.limit < self._slowed_at else 1):
             return False
         self._streak = 0
-        self._set(self.limit + 1, self._clock())
+        self._probe_from, self._raised_at = self.limit, self._clock()
+        self._set(self.limit + 1, self._raised_at)
         if self.limit >= self._slowed_at:  # past where the last slow-down came: back to one per round trip
             self._slowed_at = 0
         self._wake()
