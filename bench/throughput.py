@@ -155,13 +155,27 @@ def bench_lm_eval(base_url: str, n: int, concurrency: int, messages=one_message)
     return {"wall_s": wall, "client_cpu_s": time.process_time() - cpu, "answered": sum("####" in t for t in texts)}
 
 
-def bench_bare(base_url: str, n: int, concurrency: int, messages=one_message) -> dict[str, Any]:
+def bench_bare(base_url: str, n: int, concurrency: int, messages=one_message, stream: bool = False) -> dict[str, Any]:
     """The least any client can do here: aiohttp posting JSON under a semaphore, nothing else (no
-    retries, no parsing beyond json). What this machine and server allow, as a reference."""
+    retries, no parsing beyond json). What this machine and server allow, as a reference. Streamed:
+    the event lines read to [DONE] and the deltas' content joined (json per event)."""
     import aiohttp
 
-    bodies = [{"model": "m", "messages": messages(i), "max_tokens": 1024, "temperature": 0.0, "stop": STOP}
+    extra = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+    bodies = [{"model": "m", "messages": messages(i), "max_tokens": 1024, "temperature": 0.0, "stop": STOP, **extra}
               for i in range(1, n + 1)]
+
+    async def read_events(response) -> str:
+        parts = []
+        async for line in response.content:
+            if line.startswith(b"data:"):
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    break
+                choices = json.loads(data).get("choices")
+                if choices:
+                    parts.append(choices[0]["delta"].get("content") or "")
+        return "".join(parts)
 
     async def go() -> tuple[float, list[str]]:
         gate = asyncio.Semaphore(concurrency)
@@ -169,6 +183,8 @@ def bench_bare(base_url: str, n: int, concurrency: int, messages=one_message) ->
             async def one(body):
                 async with gate:
                     async with session.post(f"{base_url}/chat/completions", json=body) as response:
+                        if stream:
+                            return await read_events(response)
                         return (await response.json())["choices"][0]["message"]["content"]
             started = time.perf_counter()
             texts = await asyncio.gather(*(one(b) for b in bodies))
@@ -180,36 +196,8 @@ def bench_bare(base_url: str, n: int, concurrency: int, messages=one_message) ->
 
 
 def bench_bare_streamed(base_url: str, n: int, concurrency: int, messages=one_message) -> dict[str, Any]:
-    """The floor for streaming: aiohttp posting stream=true under a semaphore, reading the event lines
-    to [DONE] and joining the deltas' content (json per event), nothing else."""
-    import aiohttp
-
-    bodies = [{"model": "m", "messages": messages(i), "max_tokens": 1024, "temperature": 0.0, "stop": STOP,
-               "stream": True, "stream_options": {"include_usage": True}} for i in range(1, n + 1)]
-
-    async def go() -> tuple[float, list[str]]:
-        gate = asyncio.Semaphore(concurrency)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-            async def one(body):
-                async with gate:
-                    async with session.post(f"{base_url}/chat/completions", json=body) as response:
-                        parts = []
-                        async for line in response.content:
-                            if line.startswith(b"data:"):
-                                data = line[5:].strip()
-                                if data == b"[DONE]":
-                                    break
-                                choices = json.loads(data).get("choices")
-                                if choices:
-                                    parts.append(choices[0]["delta"].get("content") or "")
-                        return "".join(parts)
-            started = time.perf_counter()
-            texts = await asyncio.gather(*(one(b) for b in bodies))
-            return time.perf_counter() - started, texts
-
-    cpu = time.process_time()
-    wall, texts = asyncio.run(go())
-    return {"wall_s": wall, "client_cpu_s": time.process_time() - cpu, "answered": sum("####" in t for t in texts)}
+    """The floor for streaming (bench_bare, streamed)."""
+    return bench_bare(base_url, n, concurrency, messages, stream=True)
 
 
 CLIENTS = (("harness", bench_ours), ("harness_streamed", bench_ours_streamed), ("lm_eval", bench_lm_eval),
