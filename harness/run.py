@@ -146,7 +146,8 @@ def run(raw_cfg: Any) -> RunResult:
     from harness.benchmarks.data import prepare_dataset
     from harness.common.doc_key import doc_key
     from harness.benchmarks.lm_tasks import check_task_config, fingerprint, load_tasks, task_manager
-    from harness.records.tracking import MlflowRun, flatten, summary_metrics
+    from harness.records.tracking import (NOTE_TAG, MlflowRun, flatten, protocol_label, run_description, run_name,
+                                          settings_label, summary_metrics)
 
     run_id = cfg.run_id or new_run_id(cfg)
     folder = RunFolder(cfg.results_dir, run_id)
@@ -215,9 +216,11 @@ def run(raw_cfg: Any) -> RunResult:
             folder.write_summary(summary)
         else:
             tags = {"model": cfg.model.name, "task": cfg.task.name, "suite": cfg.suite, "git_sha": summary["git_sha"],
+                    "benchmark": cfg.task.benchmark or cfg.task.name, "protocol": protocol_label(cfg),
+                    "provider": cfg.model.provider, "run_id": run_id, NOTE_TAG: run_description(cfg, summary),
                     **{f"dataset.{name}.revision": str(fp.revision) for name, fp in datasets.items()},
                     **{f"claim.{v['claim_id']}": v["status"] for v in summary.get("claims") or []}}
-            summary["mlflow_run_id"] = mlflow_run.start(run_id, tags)
+            summary["mlflow_run_id"] = mlflow_run.start(run_name(summary, settings_label(cfg)), tags, started)
             try:
                 mlflow_run.log(flatten(redact(resolved)), summary_metrics(summary))
                 mlflow_run.log_samples(rows)
@@ -226,7 +229,9 @@ def run(raw_cfg: Any) -> RunResult:
                 mlflow_run.finish(folder.path, status="FAILED")
                 raise
             mlflow_run.finish(folder.path)
+            print(f"[harness] MLflow: {mlflow_run.link}")
     return RunResult(run_id, folder.path, summary)
+
 
 
 def add_speed(summary: dict[str, Any], records: dict[tuple[str, int], list[Any]]) -> None:

@@ -67,6 +67,20 @@ def test_suite_to_mlflow_server_then_compare(require_llama, gsm8k_dir, mlflow_se
         max_tokens.add(run.data.params["model.generation.max_tokens"])
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert "samples_table.json" in artifacts
+        # Runs that line up in the UI: common metrics, readable unique names, true durations, tags, a description.
+        task = s["tasks"]["gsm8k"]
+        assert run.data.metrics["score"] == pytest.approx(task["value"]) and run.data.metrics["n"] == task["n"]
+        assert (run.data.metrics["score.ci_low"], run.data.metrics["score.ci_high"]) == pytest.approx(task["ci95"])
+        assert run.data.metrics["cost_per_sample_usd"] == pytest.approx(task["cost_per_sample_usd"])
+        assert run.info.run_name.startswith("smollm2-local · gsm8k · ") and run.data.tags["run_id"] == s["run_id"]
+        assert (run.info.end_time - run.info.start_time) / 1000 >= 0.9 * s["wall_seconds"] > 1
+        assert run.data.tags["benchmark"] == "GSM8K" and run.data.tags["provider"] == "llama_cpp"
+        assert "max_tokens=" in run.data.tags["protocol"] and "score" in run.data.tags["mlflow.note.content"]
+        table = json.loads((Path(client.download_artifacts(run.info.run_id, "samples_table.json"))).read_text())
+        assert {"question", "target", "response", "extracted", "correct", "cost_usd"} <= set(table["columns"])
+    assert len({runs[s["mlflow_run_id"]].info.run_name for s in summaries}) == 2  # unique
+    assert len({runs[s["mlflow_run_id"]].data.tags["protocol"] for s in summaries}) == 2  # max_tokens differ
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert max_tokens == {"32", "48"}  # the two generation settings of the sweep
 
     current, baseline = summaries[1], summaries[0]
@@ -92,7 +106,7 @@ def test_parallel_jobs_initialise_a_fresh_local_store_without_racing(tmp_path):
         "import sys; from pathlib import Path; from harness.config import TrackingConfig; "
         "from harness.records.tracking import MlflowRun; "
         "r = MlflowRun(TrackingConfig(tracking_uri=f'sqlite:///{sys.argv[1]}/mlflow.db'), Path(sys.argv[1])); "
-        "print(r.start('job', {}))")
+        "import time; print(r.start('job', {}, time.time()))")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outputs = [p.communicate(timeout=120) for p in procs]

@@ -1,15 +1,35 @@
 """One MLflow run per job: flattened redacted config as params, scores / CIs / tokens / cost as
-metrics, the contract tags, and the run folder as artifacts."""
+metrics, the contract tags, and the run folder as artifacts.
+
+Made for comparing in the MLflow UI: every run carries the same headline metrics (`score`,
+`score.ci_low`, `score.ci_high`, `n`, `cost_per_correct_usd`, `cost_per_sample_usd`) beside the
+task-named ones, so runs of different tasks and models line up in one table or chart; a readable
+unique name (`model · task · settings · time`); its true start and end times; `benchmark`,
+`protocol`, `provider`, `model`, `task`, `suite` tags and a description. MLflow 3's UI opens an
+experiment on its GenAI view unless the URL says `workflowType=machine_learning` (runs_link) or the
+experiment is tagged `mlflow.experimentKind=custom_model_development`: both are done here."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
-from harness.config import TrackingConfig
+from harness.config import RunConfig, TrackingConfig
 
 _MAX_PARAM_LEN = 6000
+# How MLflow 3's UI is told to show runs (not GenAI traces): an experiment tag it reads, and a URL parameter.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+RUNS_VIEW_QUERY = "workflowType=machine_learning"
+NOTE_TAG = "mlflow.note.content"  # the description MLflow shows on a run's or an experiment's page
+EXPERIMENT_NOTE = (
+    "Runs of `python -m harness`: one per (model, task) job. Compare them on the common metrics `score` "
+    "(the task's headline metric, a fraction in [0, 1]) with `score.ci_low` / `score.ci_high` (95% interval), "
+    "`n`, `cost_per_correct_usd` and `cost_per_sample_usd`; task-named metrics (`<task>.<metric>`) carry the "
+    "details. Tags `benchmark`, `protocol`, `provider`, `model`, `task`, `suite` group and filter them; "
+    "`claim.<id>` tags give each published claim's verdict. Every run's folder (summary.json, samples.jsonl, "
+    "claims report) is under its artifacts, `run/`.")
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, str]:
@@ -64,11 +84,88 @@ def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
         "complete": float(summary.get("complete", True)),
         "wall_seconds": summary["wall_seconds"],
     })
+    metrics.update(headline_metrics(summary))
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
 
 
+def headline_task(summary: dict[str, Any]) -> str | None:
+    """The task whose score is the run's `score`: the group for a group task, else the only task."""
+    tasks = summary.get("tasks") or {}
+    for name, s in tasks.items():
+        if s.get("subtasks"):
+            return name
+    return next(iter(tasks), None)
+
+
+def headline_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The metrics every run has under the same names, whatever its task: what the UI compares across runs."""
+    task = headline_task(summary)
+    if task is None:
+        return {}
+    s = summary["tasks"][task]
+    low, high = s["ci95"]
+    metrics = {"score": s["value"], "score.ci_low": low, "score.ci_high": high, "n": s["n"],
+               "cost_per_correct_usd": s.get("cost_per_correct_usd"), "cost_per_sample_usd": s.get("cost_per_sample_usd")}
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+
+
+def run_name(summary: dict[str, Any], settings: str) -> str:
+    """`model · task · settings · HH:MM:SS abc123`: the start time (UTC) and the run id's random tail make
+    it unique, even for jobs of one suite started in the same second."""
+    run_id = summary["run_id"]
+    stamp, tail = run_id.split("-", 1)[0], run_id.rsplit("-", 1)[-1]  # 20261130T093300Z-...-3f9a1c
+    when = f"{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]} {tail}" if len(stamp) == 16 and stamp[8] == "T" else run_id
+    return " · ".join(part for part in (summary["model"], summary["task"], settings, when) if part)
+
+
+def runs_link(tracking_uri: str, experiment_id: str) -> str:
+    """Where a person sees this experiment's runs: the page itself for a server, else the command and the page."""
+    page = f"#/experiments/{quote(experiment_id)}/runs?{RUNS_VIEW_QUERY}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{page}"
+    return f"mlflow ui --backend-store-uri {tracking_uri}  then open http://127.0.0.1:5000/{page}"
+
+
+def settings_label(cfg: RunConfig) -> str:
+    """What sets this run apart from another of the same model and task, for its MLflow name."""
+    g = cfg.model.generation
+    parts = [f"thinking={'on' if cfg.model.thinking else 'off'}" if cfg.model.thinking is not None else "",
+             f"effort={g.reasoning_effort}" if g.reasoning_effort else "",
+             f"limit={cfg.limit}" if cfg.limit else ""]
+    return " ".join(p for p in parts if p)
+
+
+def protocol_label(cfg: RunConfig) -> str:
+    """The protocol in one line (shots, prompt format, sampling, length, thinking): an MLflow tag to group by."""
+    g = cfg.model.generation
+    shots = "task-default shots" if cfg.task.num_fewshot is None else f"{cfg.task.num_fewshot}-shot"
+    parts = [shots, "chat" if cfg.task.apply_chat_template else "completion",
+             f"temperature={g.temperature}", f"max_tokens={g.max_tokens or 'task'}"]
+    if cfg.model.thinking is not None:
+        parts.append(f"thinking={'on' if cfg.model.thinking else 'off'}")
+    if g.reasoning_effort:
+        parts.append(f"effort={g.reasoning_effort}")
+    if cfg.task.repeats:
+        parts.append(f"repeats={cfg.task.repeats}")
+    return ", ".join(parts)
+
+
+def run_description(cfg: RunConfig, summary: dict[str, Any]) -> str:
+    """The MLflow run's description: what was run, and how to read the numbers."""
+    task = headline_task(summary)
+    s = summary["tasks"].get(task) if task else None
+    score = (f"`score` {s['value']:.4f}, 95% interval [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}] on n={s['n']} "
+             f"({s['metric']} of {task}; {s['n_errors']} without a response)" if s else "no score")
+    return (f"**{cfg.model.name}** (`{cfg.model.model_id}`, provider {cfg.model.provider}) on **{cfg.task.name}** "
+            f"({cfg.task.benchmark or cfg.task.name}{f', limit {cfg.limit}' if cfg.limit else ''}): {protocol_label(cfg)}.\n\n"
+            f"{score}; cost ${summary['cost_usd']:.4f} at list price"
+            f"{'' if summary['complete'] else ' (INCOMPLETE: re-run the same command to retry the failures)'}.\n\n"
+            f"Scores are fractions in [0, 1]; `cost_per_correct_usd` is the cost per right answer. The run folder "
+            f"(summary.json, samples.jsonl, claims.html) is under Artifacts → run/.")
+
 class MlflowRun:
-    """Started before summary.json is written (it records the MLflow run id), finished after."""
+    """Created with the job's true start time before summary.json is written (it records the MLflow
+    run id), finished (end time now) after."""
 
     def __init__(self, cfg: TrackingConfig, results_dir: Path):
         import mlflow
@@ -91,31 +188,61 @@ class MlflowRun:
                     # Jobs on other machines (a shared server) may have created it meanwhile.
                     if mlflow.get_experiment_by_name(cfg.experiment) is None:
                         raise
-            mlflow.set_experiment(cfg.experiment)
+            experiment = mlflow.set_experiment(cfg.experiment)
+            tags = experiment.tags or {}
+            if tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1] or NOTE_TAG not in tags:
+                mlflow.set_experiment_tag(*EXPERIMENT_KIND)
+                mlflow.set_experiment_tag(NOTE_TAG, EXPERIMENT_NOTE)
+        self.tracking_uri = cfg.tracking_uri
+        self.experiment_id: str = experiment.experiment_id
         self.run_id: str | None = None
 
-    def start(self, run_name: str, tags: dict[str, str]) -> str:
-        run = self._mlflow.start_run(run_name=run_name, tags=tags)
+    def start(self, name: str, tags: dict[str, str], started_at: float) -> str:
+        """Create the run at the job's true start (epoch seconds) and make it the active one."""
+        from mlflow.tracking import MlflowClient
+
+        run = MlflowClient().create_run(self.experiment_id, start_time=int(started_at * 1000), tags=tags,
+                                        run_name=name)
+        self._mlflow.start_run(run_id=run.info.run_id)
         self.run_id = run.info.run_id
         return self.run_id
+
+    @property
+    def link(self) -> str:
+        return runs_link(self.tracking_uri, self.experiment_id)
 
     def log(self, params: dict[str, str], metrics: dict[str, float]) -> None:
         self._mlflow.log_params(params)
         self._mlflow.log_metrics(metrics)
 
     def log_samples(self, rows: list[dict[str, Any]]) -> None:
-        """Per-sample table (MLflow's Evaluation/Artifacts view), one row per scored sample."""
-        columns = ("task", "doc_id", "doc_key", "score", "extracted", "extraction_stage", "finish_reason",
-                   "cost_usd", "latency_s", "response")
-        table = {c: [str(r.get(c))[:2000] if c == "response" else r.get(c) for r in rows] for c in columns}
-        table["input_tokens"] = [r["usage"]["input_tokens"] for r in rows]
-        table["output_tokens"] = [r["usage"]["output_tokens"] for r in rows]
+        """Per-sample table (MLflow's artifact view of samples_table.json), one row per scored sample:
+        what was asked, the target, the response, what was extracted, whether it was right, tokens, cost."""
+        table = {
+            "task": [r.get("task") for r in rows],
+            "doc_id": [r.get("doc_id") for r in rows],
+            "question": [_cell(r.get("question")) for r in rows],
+            "target": [_cell(r.get("target")) for r in rows],
+            "response": [_cell(r.get("response")) for r in rows],
+            "extracted": [_cell(r.get("extracted")) for r in rows],
+            "correct": [None if r.get("score") is None else bool(r["score"]) for r in rows],
+            "score": [r.get("score") for r in rows],
+            "finish_reason": [r.get("finish_reason") for r in rows],
+            "input_tokens": [(r.get("usage") or {}).get("input_tokens") for r in rows],
+            "output_tokens": [(r.get("usage") or {}).get("output_tokens") for r in rows],
+            "cost_usd": [r.get("cost_usd") for r in rows],
+            "latency_s": [r.get("latency_s") for r in rows],
+        }
         self._mlflow.log_table(data=table, artifact_file="samples_table.json")
 
     def finish(self, run_folder: Path, status: str = "FINISHED") -> None:
         if status == "FINISHED":
             self._mlflow.log_artifacts(str(run_folder), artifact_path="run")
         self._mlflow.end_run(status=status)
+
+
+def _cell(value: Any, limit: int = 2000) -> str | None:
+    return None if value is None else str(value)[:limit]
 
 
 def tracking_uri_of(run_folder: Path) -> str:

@@ -201,6 +201,7 @@ def score_run(
                 "doc_key": doc_key(headline["doc"]) if "doc" in headline else None,
                 "doc_hash": headline["doc_hash"],
                 "prompt_hash": headline["prompt_hash"],
+                "question": question_of(headline.get("doc")),
                 "target": headline["target"],
                 "response": first.text if first else None,
                 "reasoning": first.reasoning if first else None,
@@ -236,13 +237,28 @@ def score_run(
     return scores, rows
 
 
+# Where the benchmarks keep the question: GSM8K and MMLU-Pro `question`, LiveCodeBench `question_content`.
+_QUESTION_FIELDS = ("question", "question_content", "problem", "prompt", "input", "query")
+QUESTION_CHARS = 2000
+
+
+def question_of(doc: Any) -> str | None:
+    """The document's question, cut to QUESTION_CHARS: what a person reading a sample wants first."""
+    if not isinstance(doc, dict):
+        return None
+    for name in _QUESTION_FIELDS:
+        if isinstance(doc.get(name), str):
+            return doc[name][:QUESTION_CHARS]
+    return None
+
+
 def _error_row(task: str, doc_id: int, headline: dict[str, Any], failed: list[SampleError], cfg: TaskConfig,
                filter_name: str) -> dict[str, Any]:
     return {
         "task": task, "doc_id": doc_id,
         "doc_key": doc_key(headline["doc"]) if "doc" in headline else None,
-        "doc_hash": headline["doc_hash"], "prompt_hash": headline["prompt_hash"], "target": headline["target"],
-        "response": None, "reasoning": None, "extracted": None, "extraction_stage": None, "extraction_failed": False,
+        "doc_hash": headline["doc_hash"], "prompt_hash": headline["prompt_hash"],
+        "question": question_of(headline.get("doc")), "target": headline["target"], "response": None, "reasoning": None, "extracted": None, "extraction_stage": None, "extraction_failed": False,
         "sensitivity": None, "graded": None, "metric": cfg.metric, "filter": filter_name, "score": None, "scores": {},
         "finish_reason": None, "truncated": False, "usage": Usage().to_dict(), "usage_status": None, "usage_note": None,
         "latency_s": 0.0, "cost_usd": 0.0,
