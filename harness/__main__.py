@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import hydra
@@ -10,6 +11,27 @@ from omegaconf import DictConfig
 from harness.config import register_configs
 
 register_configs()
+
+
+_OS_ADVICE = {
+    errno.EACCES: "it is not writable (or readable) for this user: fix its permissions or choose another place",
+    errno.EPERM: "it is not writable (or readable) for this user: fix its permissions or choose another place",
+    errno.EROFS: "it is on a read-only file system: choose a writable place",
+    errno.ENOSPC: "the disk is full: free some space or choose another disk",
+    errno.EDQUOT: "the disk quota is used up: free some space or choose another disk",
+    errno.ENOTDIR: "a file stands where a folder should be: choose another path",
+    errno.EISDIR: "a folder stands where a file should be: choose another path",
+}
+
+
+def explain_os_error(exc: OSError) -> str:
+    """A file-system failure as one line naming the path and the fix (results_dir=... for the run's files)."""
+    where = f" at {exc.filename}" if exc.filename else ""
+    advice = _OS_ADVICE.get(exc.errno or -1)
+    if advice is None:
+        return f"{type(exc).__name__}{where}: {exc.strerror or exc}"
+    return (f"cannot use {exc.filename or 'a file'} ({exc.strerror}): {advice} (the run writes under results_dir=..., "
+            f"the response cache at cache.path=...).")
 
 
 def _fail(message: str, code: int) -> None:
@@ -28,6 +50,8 @@ def main(cfg: DictConfig) -> None:
         result = run(cfg)
     except (EndpointError, ConfigError, FileExistsError, SandboxUnavailable) as exc:
         _fail(str(exc), 2)
+    except OSError as exc:
+        _fail(explain_os_error(exc), 2)
     except KeyboardInterrupt:
         _fail("interrupted. Responses received so far are in the cache; re-run the same command to resume "
               "without paying for them again.", 130)

@@ -7,6 +7,9 @@ because that is what OmegaConf validates.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -254,3 +257,37 @@ class RunConfig:
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
+
+
+def unknown_keys(node: Any, schema: type = RunConfig, prefix: str = "") -> list[str]:
+    """Keys in a composed config that the schema does not know, each with the nearest known key.
+    Hydra refuses a typo'd override unless it is written with `+`, and then adds the key to the config,
+    where nothing reads it: the run would go on with the setting silently ignored."""
+    from omegaconf import DictConfig
+
+    if not isinstance(node, DictConfig):
+        return []
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    found = []
+    for key in node.keys():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), list(fields), n=1)
+            found.append(f"{name}" + (f" (did you mean {prefix}{near[0]}?)" if near else ""))
+            continue
+        kind = hints[key]
+        kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # Optional[X] -> X
+        if dataclasses.is_dataclass(kind):
+            found += unknown_keys(node._get_node(key), kind, f"{name}.")
+    return found
+
+
+def check_known_keys(raw_cfg: Any) -> None:
+    """ConfigError naming every key no schema knows (a typo, or a `+key` nothing reads)."""
+    unknown = unknown_keys(raw_cfg)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. Nothing reads "
+            f"{'them' if len(unknown) > 1 else 'it'}, so the run would silently ignore the setting; fix the name "
+            f"(the schemas are in harness/config.py; model.generation.extra_body takes provider-specific fields).")

@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import platform
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
-from harness.config import ConfigError, ModelConfig, RunConfig
+from harness.config import ConfigError, ModelConfig, RunConfig, check_known_keys
 from harness.endpoints.base import Endpoint
 from harness.endpoints.openai_compat import OpenAICompatEndpoint, resolve_api_key
 from harness.records.folder import RunFolder, redact, strip_credentials
@@ -121,15 +122,28 @@ def run_log(folder: RunFolder) -> Iterator[None]:
     logging.getLogger().addHandler(handler)
     try:
         yield
+    except KeyboardInterrupt:
+        _to_file(handler, "run interrupted (Ctrl-C); re-run the same command to resume")
+        raise
+    except Exception as exc:  # why the run stopped, in its folder (the console gets it from __main__)
+        expected = isinstance(exc, (ConfigError, OSError)) or type(exc).__module__.startswith("harness.")
+        _to_file(handler, f"run failed: {type(exc).__name__}: {exc}", None if expected else sys.exc_info())
+        raise
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
+
+
+def _to_file(handler: logging.Handler, message: str, exc_info: Any = None) -> None:
+    """An ERROR line for run.log only (not the console, which prints the error once, itself)."""
+    handler.handle(logging.LogRecord("harness", logging.ERROR, __file__, 0, message, None, exc_info))
 
 
 def run(raw_cfg: Any) -> RunResult:
     started = time.time()
     for name in _CHATTY_LOGGERS:  # one line per HTTP request would bury the progress bar
         logging.getLogger(name).setLevel(logging.WARNING)
+    check_known_keys(raw_cfg)
     cfg: RunConfig = OmegaConf.to_object(raw_cfg)
     if not cfg.dry_run:  # a dry run needs no key: it sends nothing
         resolve_api_key(cfg.model)  # fail before anything slow if the key is missing

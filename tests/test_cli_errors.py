@@ -58,3 +58,53 @@ def test_typo_in_a_key_is_refused_before_running(tmp_path):
     proc = run_harness("model.temprature=0.5", f"results_dir={tmp_path}")
     assert proc.returncode != 0
     assert "temprature" in proc.stderr
+
+
+def test_an_unknown_key_is_refused_even_when_added_with_plus(tmp_path):
+    """Hydra suggests `+` for a key the schema lacks; with it the run went on and ignored the setting."""
+    for override, named in (("+model.generaton.max_tokens=5", "model.generaton (did you mean model.generation?)"),
+                            ("+limt=3", "limt (did you mean limit?)")):
+        proc = run_harness("dry_run=true", override, f"results_dir={tmp_path}")
+        assert proc.returncode == 2, proc.stderr[-1500:]
+        assert f"unknown config key: {named}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_read_only_results_dir_is_one_line_naming_the_fix(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from harness.sandbox.bwrap import find_bwrap
+
+    found = find_bwrap()
+    if found is None:
+        import pytest
+        pytest.skip("no bwrap to make a read-only mount with")
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([found[0], "--bind", "/", "/", "--ro-bind", str(readonly), str(readonly), "--dev", "/dev",
+                           "--proc", "/proc", "--", sys.executable, "-m", "harness", "dry_run=true",
+                           f"results_dir={readonly}"], capture_output=True, text=True, timeout=300, cwd=root)
+    if "Operation not permitted" in proc.stderr and "bwrap" in proc.stderr:
+        import pytest
+        pytest.skip(f"bwrap cannot mount here: {proc.stderr[-300:]}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Read-only file system" in proc.stderr and "results_dir=" in proc.stderr
+    assert "Traceback" not in proc.stderr and shutil.which("python") is not None
+
+
+def test_unreadable_data_is_one_line_and_the_run_log_says_why(tmp_path, gsm8k_dir):
+    import shutil
+
+    bad = tmp_path / "gsm8k"
+    shutil.copytree(gsm8k_dir, bad)
+    (bad / "main" / "test-00000-of-00001.parquet").write_bytes(b"not parquet at all")
+    results = tmp_path / "results"
+    proc = run_harness("dry_run=true", f"task.dataset_path={bad}", "data.allow_hash_mismatch=true",
+                       f"results_dir={results}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot read the data of task gsm8k" in proc.stderr and "python -m harness.data pull" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (run_log,) = results.glob("runs/*/run.log")
+    assert "run failed: DataError: cannot read the data of task gsm8k" in run_log.read_text()

@@ -192,11 +192,15 @@ def test_ctrl_c_stops_the_managed_server_and_keeps_what_arrived(require_llama, g
             break
         time.sleep(0.2)
     assert requests_file is not None, "no response arrived"
-    proc.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)  # mid-generation: the server is answering the next request
     _, stderr = proc.communicate(timeout=60)
+    returned_after = time.monotonic() - interrupted
     assert proc.returncode == 130, stderr[-2000:]
     assert "re-run the same command to resume" in stderr
+    assert returned_after < 6, returned_after  # not the server's 15 s grace for the generation in hand
     run_dir = requests_file.parent
+    assert "run interrupted (Ctrl-C)" in (run_dir / "run.log").read_text()
     assert not (run_dir / "summary.json").exists()
     port = re.search(r"http://127\.0\.0\.1:(\d+)", (run_dir / "server.log").read_text()).group(1)
     with pytest.raises((urllib.error.URLError, OSError)):

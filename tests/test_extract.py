@@ -293,3 +293,18 @@ def test_registry_and_sensitivity_rules_name_real_extractors():
 def test_extraction_is_frozen():
     with pytest.raises(AttributeError):
         E("A", "answer_is").answer = "B"
+
+
+def test_gsm8k_sensitivity_rules_fit_each_task():
+    """lm-eval's gsm8k answers "#### N": its strict rule is lm-eval's strict-match (the first "#### N"),
+    not gsm8k_chat's "The final answer is N" (which read every perfect "#### N" answer as a miss)."""
+    from harness.scoring.extract import SENSITIVITY_RULES
+
+    perfect = "3 apples and 4 more make 3 + 4 = 7.\n#### 7"
+    assert {rule: extract(name, perfect).answer for rule, name in SENSITIVITY_RULES["gsm8k"].items()} == \
+        {"strict": "7", "official": "7", "lenient": "7"}
+    chat = "3 + 4 = 7 apples. The final answer is 7"
+    assert {rule: extract(name, chat).answer for rule, name in SENSITIVITY_RULES["gsm8k_chat"].items()} == \
+        {"strict": "7", "official": "7", "lenient": "7"}
+    assert extract("gsm8k_lm_eval_strict", "#### 1,234.\n#### 5").answer == "1234"  # the first, as lm-eval
+    assert extract("gsm8k_lm_eval_strict", chat).answer is None and extract("gsm8k_strict", perfect).answer is None

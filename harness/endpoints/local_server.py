@@ -235,6 +235,9 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+INTERRUPT_GRACE_S = 2.0
+
+
 def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
     """SIGTERM to the whole process group (the server and any workers it spawned, e.g. vLLM's engine
     and tensor-parallel workers), SIGKILL to whatever of it still runs after grace_s. Runs even when
@@ -302,5 +305,10 @@ def managed_server(server: ServerConfig, alias: str, log_path: Path) -> Iterator
                 )
             time.sleep(0.2)
         yield base_url
+    except KeyboardInterrupt:
+        # The user wants out: a server finishing the generation in hand (uvicorn waits for it) is not
+        # waited for past INTERRUPT_GRACE_S; the request is lost either way.
+        _stop(proc, min(server.stop_grace_s, INTERRUPT_GRACE_S))
+        raise
     finally:
-        _stop(proc, server.stop_grace_s)
+        _stop(proc, server.stop_grace_s)  # returns at once if the interrupt path stopped it

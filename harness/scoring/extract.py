@@ -273,6 +273,18 @@ def gsm8k_strict(text: str) -> Extraction:
     return _last(_STRICT_FINAL, text, "final_answer")
 
 
+_LM_EVAL_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")  # lm-eval tasks/gsm8k/gsm8k.yaml, filter strict-match
+
+
+def gsm8k_lm_eval_strict(text: str) -> Extraction:
+    """lm-eval's gsm8k `strict-match`: the FIRST "#### N" (its regex filter keeps the first match), with
+    the ',' / '$' / trailing '.' its exact_match ignores removed by normalize_number."""
+    match = _LM_EVAL_STRICT.search(text)
+    if not match or not re.search(r"\d", match.group(1)):
+        return NONE
+    return Extraction(normalize_number(match.group(1).rstrip(".,")), "hash_marker")
+
+
 _LENIENT_GSM8K = (
     ("final_answer", _FINAL_STATEMENT),
     ("boxed", re.compile(r"\\boxed\{\s*(?:\\text(?:bf)?\{\s*)?\\?\$?\s*(" + _NUMBER + ")")),
@@ -339,6 +351,7 @@ EXTRACTORS: dict[str, Callable[[str], Extraction]] = {
     "gsm8k_chat": gsm8k_chat,
     "gsm8k_strict": gsm8k_strict,
     "gsm8k_lenient": gsm8k_lenient,
+    "gsm8k_lm_eval_strict": gsm8k_lm_eval_strict,
     "lcb_code_last": lcb_code_last,
     "lcb_code_first": lcb_code_first,
 }
@@ -346,7 +359,10 @@ EXTRACTORS: dict[str, Callable[[str], Extraction]] = {
 # For the extraction-sensitivity report: per protocol family, the extractor names to compare.
 SENSITIVITY_RULES: dict[str, dict[str, str]] = {
     "mmlu_pro": {"strict": "mmlu_pro_strict", "official": "mmlu_pro_official", "lenient": "mmlu_pro_lenient"},
-    "gsm8k": {"strict": "gsm8k_strict", "official": "gsm8k_chat", "lenient": "gsm8k_lenient"},
+    # lm-eval's gsm8k (5-shot "#### N" answers): its strict-match and its flexible-extract (the last number).
+    "gsm8k": {"strict": "gsm8k_lm_eval_strict", "official": "gsm8k_last_number", "lenient": "gsm8k_lenient"},
+    # our gsm8k_chat (8-shot chain of thought ending "The final answer is N").
+    "gsm8k_chat": {"strict": "gsm8k_strict", "official": "gsm8k_chat", "lenient": "gsm8k_lenient"},
 }
 
 
@@ -354,7 +370,7 @@ def gold_answer(family: str, doc: dict) -> str | None:
     """The reference answer of a document, in the form this family's extractors return."""
     if family == "mmlu_pro":
         return doc["answer"]  # the letter, as TIGER-Lab's scripts compare it
-    if family == "gsm8k":
+    if family in ("gsm8k", "gsm8k_chat"):
         return gsm8k_reference(doc["answer"]).answer
     raise KeyError(f"unknown answer family '{family}'; known: {sorted(SENSITIVITY_RULES)}")
 
