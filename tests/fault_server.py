@@ -259,9 +259,9 @@ class FaultServer(LoopbackServer):
                 await response.write(b"\n")
                 if await self._sleep(interval):
                     break
+            self._outcome("keepalive", billed=True)  # before the last byte: the client may check at once
             await response.write(json.dumps(body).encode())
             await response.write_eof()
-            self._outcome("keepalive", billed=True)
             return response
         raise ValueError(f"unknown planned action {action!r}")
 
@@ -323,20 +323,20 @@ class FaultServer(LoopbackServer):
                 if await self._sleep(self.stream_interval_s):
                     break
         if opts.get("no_finish"):  # the stream just ends: no finish_reason, no [DONE]
+            self._outcome("stream_unfinished")
             await self._flush(response, pending)
             await response.write_eof()
-            self._outcome("stream_unfinished")
             return response
         finish = choices[0].get("finish_reason", "stop") if choices else "stop"
         pending.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n".encode())
         if (payload.get("stream_options") or {}).get("include_usage") and "usage" in body:
             pending.append(f"data: {json.dumps({**base, 'choices': [], 'usage': body['usage']})}\n\n".encode())
         pending.append(b"data: [DONE]\n\n")
-        await self._flush(response, pending)
-        await response.write_eof()
-        with self._lock:
+        with self._lock:  # recorded before the last bytes leave: the client may check as soon as they arrive
             self.stream_log.append({"arrived": arrived, "first_chunk": first, "last_chunk": last, "chunks": len(pieces)})
         self._outcome("ok", billed=True)
+        await self._flush(response, pending)
+        await response.write_eof()
         return response
 
     @staticmethod
