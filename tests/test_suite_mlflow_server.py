@@ -90,6 +90,7 @@ def test_suite_to_mlflow_server_then_compare(require_llama, gsm8k_dir, mlflow_se
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr  # 3 items cannot show a significant drop
     assert f"{current['run_id']} vs baseline {baseline['run_id']}" in cmp.stdout
+    assert "model.generation.max_tokens: 48 -> 32" in cmp.stdout or "model.generation.max_tokens: 32 -> 48" in cmp.stdout
     result = json.loads((current_dir / "compare.json").read_text())
     assert result["tasks"][0]["test"]["n_shared"] == 3
     logged = {a.path for a in client.list_artifacts(current["mlflow_run_id"], "compare")}

@@ -1,5 +1,5 @@
-"""`python -m harness.claims [RUN_DIR | list]`: print and write a finished run's claims report (and log it
-to its MLflow run), or list the registry."""
+"""`python -m harness.claims [RUN_DIR | list | board]`: print and write a finished run's claims report (and
+log it to its MLflow run), list the registry, or build the claims board of every run."""
 
 from __future__ import annotations
 
@@ -18,11 +18,60 @@ def _latest_run(results_dir: Path) -> Path:
     return finished[-1]
 
 
+def board_main(argv: list[str]) -> int:
+    """`board`: the latest verdict of every claim over local and tracked runs, as one HTML page."""
+    from harness.claims.board import BOARD_FILE, Tracking, build_board, collect_runs, log_board, render_board, warn
+    from harness.claims.registry import CLAIMS_DIR, load_claims
+    from harness.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m harness.claims board",
+                                     description="One HTML page with every claim in the registry and the latest "
+                                                 "verdict any run (local or in MLflow) gave it.")
+    parser.add_argument("--results-dir", default="results", help="holds runs/*/summary.json (default: results)")
+    parser.add_argument("--tracking-uri", help="an MLflow tracking URI to read runs from and log the board to "
+                                               "(default: sqlite:///<results-dir>/mlflow.db when it exists)")
+    parser.add_argument("--experiment", default="harness")
+    parser.add_argument("--claims-dir", default=str(CLAIMS_DIR), help="the registry (default: conf/claims)")
+    parser.add_argument("--out", help=f"the page (default: <results-dir>/{BOARD_FILE})")
+    args = parser.parse_args(argv)
+    results_dir, claims_dir = Path(args.results_dir), Path(args.claims_dir)
+    try:
+        claims = load_claims(claims_dir)
+    except ConfigError as exc:
+        raise SystemExit(f"[harness.claims] error: the claims registry is invalid: {exc}") from None
+    if not claims:
+        raise SystemExit(f"[harness.claims] error: no claims registry: no claim in {claims_dir}/*.yaml")
+    store = results_dir / "mlflow.db"
+    uri = args.tracking_uri or (f"sqlite:///{store.resolve()}" if store.exists() else None)
+    tracking = Tracking(uri, args.experiment) if uri else None
+    runs, read_from = collect_runs(results_dir, tracking)
+    board = build_board(claims, runs, read_from)
+    out = Path(args.out) if args.out else results_dir / BOARD_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_board(board), encoding="utf-8")
+    counts = ", ".join(f"{n} {status}" for status, n in board.counts().most_common())
+    print(f"claims board: {len(claims)} claims ({counts}) from {len(runs)} runs with verdicts")
+    print(f"written: {out}")
+    if tracking is not None:
+        try:
+            run_id = log_board(tracking, out, board)
+        except Exception as exc:  # the page is written; an unreachable server only costs the upload
+            warn(f"the board was not logged to MLflow at {tracking.uri}: {exc.__class__.__name__}: {str(exc)[:300]}")
+        else:
+            if run_id:
+                print(f"logged to MLflow run {run_id} ('claims board', experiment {tracking.experiment})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["board"]:
+        return board_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m harness.claims",
                                      description="Print and write the claims report of a finished run, "
-                                                 "or list the registry.")
-    parser.add_argument("run", nargs="?", help="a run folder (default: the latest under --results-dir), or 'list'")
+                                                 "list the registry, or build the claims board.")
+    parser.add_argument("run", nargs="?", help="a run folder (default: the latest under --results-dir), 'list', "
+                                               "or 'board' (see board --help)")
     parser.add_argument("--results-dir", default="results")
     args = parser.parse_args(argv)
     if args.run == "list":

@@ -3,6 +3,7 @@ what each check cost; and the CLI `python -m harness.claims` that prints it for 
 
 from __future__ import annotations
 
+import base64
 import html
 from pathlib import Path
 from typing import Any
@@ -43,53 +44,84 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def render_html(summary: dict[str, Any]) -> str:
+def render_html(summary: dict[str, Any], png: bytes | None = None) -> str:
+    """Self-contained (plot as a data URI, inline CSS): MLflow's artifact viewer shows the page on its
+    own, where a relative claims.png does not resolve."""
     verdicts = summary.get("claims") or []
     cells = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _rows(verdicts))
+    img = (f"<img src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}' alt='measured vs claimed' "
+           "style='max-width:100%'>" if png else "")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Claims: {html.escape(summary['run_id'])}"
             f"</title><style>table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:4px}}</style>"
             f"</head><body><h1>Claims checked by run {html.escape(summary['run_id'])}</h1>"
             f"<p>Model {html.escape(summary['model'])}, task {html.escape(summary['task'])}.</p>"
-            f"<table><tr>{cells}</tr>{body}</table><img src='claims.png' alt='measured vs claimed'></body></html>")
+            f"<table><tr>{cells}</tr>{body}</table>{img}</body></html>")
 
 
-def render_plot(summary: dict[str, Any], path: Path) -> bool:
-    """Measured (with its 95% interval) against claimed, one row per score claim; False if none."""
+_STATUS_COLORS = {"consistent": "tab:green", "below claim": "tab:red", "above claim": "tab:purple",
+                  "underpowered": "tab:gray"}
+_ROW_INCHES = 0.42  # fits a two-line tick label at 8 pt, so the labels of adjacent rows never touch
+
+
+def claims_figure(summary: dict[str, Any]) -> Any:
+    """Measured (95% interval) against claimed, one row per score claim; the verdict and the cost of
+    the check in a column right of the data and the legend below the axis, so no label covers a
+    marker. None when no score claim was measured (prices and speeds are not on a percent axis)."""
     scores = [v for v in summary.get("claims") or [] if v["kind"] == "score" and v["measured"] is not None]
     if not scores:
-        return False
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(scores)))
+    fig, ax = plt.subplots(figsize=(11, 1.6 + _ROW_INCHES * len(scores)), layout="constrained")
+    beside = ax.get_yaxis_transform()  # x in axes fractions, y in rows: a column right of the data
     for i, v in enumerate(scores):
         lo, hi = v["ci95"]
-        ax.errorbar(v["measured"], i, xerr=[[v["measured"] - lo], [hi - v["measured"]]], fmt="o", color="tab:blue",
-                    capsize=4, label="measured (95% CI)" if i == 0 else None)
-        ax.plot(v["claimed"], i, "x", color="tab:red", markersize=10, label="claimed" if i == 0 else None)
-        ax.annotate(f"{v['status']}, ${v['cost_usd']:.4f}", (max(hi, v["claimed"]), i), xytext=(6, 0),
-                    textcoords="offset points", va="center", fontsize=8)
+        ax.errorbar(v["measured"], i, xerr=[[max(v["measured"] - lo, 0)], [max(hi - v["measured"], 0)]], fmt="o",
+                    color="tab:blue", capsize=4, label="measured (95% CI)" if i == 0 else None)
+        ax.plot(v["claimed"], i, "X", color="tab:red", markersize=8, label="claimed" if i == 0 else None)
+        cost = "—" if v["cost_usd"] is None else f"${v['cost_usd']:.4f}"
+        k = len(v["mismatches"])
+        differences = f"  ·  {k} protocol difference{'s' if k > 1 else ''}" if k else ""
+        ax.text(1.02, i, f"{v['status']}  ·  {cost}{differences}", transform=beside, va="center", fontsize=8,
+                color=_STATUS_COLORS.get(v["status"], "black"))
+    ax.text(1.02, -0.5, "verdict  ·  cost of the check", transform=beside, va="bottom", fontsize=8, weight="bold")
     ax.set_yticks(range(len(scores)), [f"{v['model_as_named']}\n{v['benchmark']}" for v in scores], fontsize=8)
-    ax.set_xlim(0, 115)
+    ax.set_ylim(len(scores) - 0.5, -0.5)  # the first claim on top, as in the table
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(max(lo, -3), min(hi, 103))  # fitted to intervals and claims, within 0-100 plus room for a marker
+    ax.grid(axis="x", alpha=0.3)
     ax.set_xlabel("score (%)")
-    ax.set_title(f"Measured vs claimed — run {summary['run_id']}", fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.suptitle(f"{summary['model']} on {summary['task']}: measured vs claimed\n"
+                 f"run {summary['run_id']}, {scores[0]['n']} items", fontsize=10)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    return fig
+
+
+def render_plot(summary: dict[str, Any], path: Path) -> bool:
+    """claims_figure written to `path`; False, and nothing written, when there is no score claim."""
+    fig = claims_figure(summary)
+    if fig is None:
+        return False
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # "tight" takes in the verdict column outside the axes
     plt.close(fig)
     return True
 
 
 def write_report(summary: dict[str, Any], folder: Path) -> list[Path]:
-    written = [folder / "claims.md", folder / "claims.html"]
-    written[0].write_text(render_markdown(summary), encoding="utf-8")
-    written[1].write_text(render_html(summary), encoding="utf-8")
-    if render_plot(summary, folder / "claims.png"):
-        written.append(folder / "claims.png")
-    return written
+    """The PNG before the HTML that embeds it; a claims.png left by an earlier rendering is removed."""
+    md, page, png = folder / "claims.md", folder / "claims.html", folder / "claims.png"
+    md.write_text(render_markdown(summary), encoding="utf-8")
+    plotted = render_plot(summary, png)
+    if not plotted:
+        png.unlink(missing_ok=True)
+    page.write_text(render_html(summary, png.read_bytes() if plotted else None), encoding="utf-8")
+    return [md, page] + ([png] if plotted else [])
 
 
 def format_verdict_lines(summary: dict[str, Any]) -> list[str]:
