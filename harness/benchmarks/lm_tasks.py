@@ -19,6 +19,7 @@ from harness.config import ConfigError, TaskConfig
 from harness.benchmarks import lm_eval_speedups
 from harness.benchmarks.data import resolve_dataset_path
 from harness.benchmarks.pins import DataError
+from harness.common.errors import root_cause
 
 LM_EVAL_TASKS_DIR = Path(lm_eval.__file__).parent / "tasks"
 PROJECT_TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
@@ -132,21 +133,13 @@ def load_tasks(cfg: TaskConfig, manager: TaskManager | None = None) -> dict[str,
     except (ConfigError, KeyboardInterrupt):
         raise
     except Exception as exc:  # datasets / pyarrow / OSError: the files are there but cannot be read
-        cause = _root_cause(exc)
+        cause = root_cause(exc)
         raise DataError(
             f"cannot read the data of task {cfg.name} from {cfg.dataset_path or cfg.dataset_repo}: "
             f"{type(cause).__name__}: {str(cause)[:300].rstrip('.')}. The files are unreadable or not in the dataset's format; "
             f"fetch them again (python -m harness.data pull task={cfg.name}) or point task.dataset_path at a "
             f"good copy.") from None
 
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost cause (datasets wraps the parser's error in DatasetGenerationError)."""
-    seen = {id(exc)}
-    while (exc.__cause__ or exc.__context__) is not None and id(exc.__cause__ or exc.__context__) not in seen:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-        seen.add(id(exc))
-    return exc
 
 
 def check_task_config(tasks: dict[str, Task], cfg: TaskConfig) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.claims.registry import UNKNOWN, Claim
-from harness.claims.report import _rows as report_cells
+from harness.claims.report import report_rows
 from harness.claims.verdicts import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, UNDERPOWERED, Verdict
 
 NOT_CHECKED, NO_TASK, NO_MODEL = "not checked yet", "no task", "no model config"
@@ -309,7 +309,7 @@ def verdict_cells(v: Verdict | None) -> tuple[str, str, str]:
     """(measured [95% CI], n, cost) formatted as in a run's own claims report."""
     if v is None:
         return "—", "—", "—"
-    _, _, _, _, measured, n, _, _, cost, _ = report_cells([v.to_dict()])[0]
+    _, _, _, _, measured, n, _, _, cost, _ = report_rows([v.to_dict()])[0]
     return measured, n, cost
 
 

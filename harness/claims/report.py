@@ -17,7 +17,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _rows(verdicts: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+def report_rows(verdicts: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     rows = []
     for v in verdicts:
         measured = _fmt(v["measured"], 4 if v["kind"] == "price" else 1)
@@ -40,7 +40,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     if not verdicts:
         return head + "No claim in the registry is about this model and benchmark.\n"
     lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in _rows(verdicts)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in report_rows(verdicts)]
     return head + "\n".join(lines) + "\n"
 
 
@@ -49,7 +49,7 @@ def render_html(summary: dict[str, Any], png: bytes | None = None) -> str:
     own, where a relative claims.png does not resolve."""
     verdicts = summary.get("claims") or []
     cells = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _rows(verdicts))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in report_rows(verdicts))
     img = (f"<img src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}' alt='measured vs claimed' "
            "style='max-width:100%'>" if png else "")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Claims: {html.escape(summary['run_id'])}"

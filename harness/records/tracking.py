@@ -16,7 +16,8 @@ from pathlib import Path
 from urllib.parse import quote
 from typing import Any
 
-from harness.config import RunConfig, TrackingConfig
+from harness.common.errors import root_cause
+from harness.config import ConfigError, RunConfig, TrackingConfig
 
 _MAX_PARAM_LEN = 6000
 # How MLflow 3's UI is told to show runs (not GenAI traces): an experiment tag it reads, and a URL parameter.
@@ -168,6 +169,18 @@ class MlflowRun:
     run id), finished (end time now) after."""
 
     def __init__(self, cfg: TrackingConfig, results_dir: Path):
+        try:
+            self._open(cfg, results_dir)
+        except (ConfigError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a full disk, a locked or foreign database, a server that refuses
+            cause = root_cause(exc)
+            raise ConfigError(
+                f"cannot open the MLflow store at {cfg.tracking_uri}: {type(cause).__name__}: "
+                f"{str(cause).splitlines()[0][:300] if str(cause) else ''}. Free disk space or fix the store, point "
+                f"tracking.tracking_uri elsewhere, or run without MLflow (tracking=none).") from None
+
+    def _open(self, cfg: TrackingConfig, results_dir: Path) -> None:
         import mlflow
         from filelock import FileLock
 
