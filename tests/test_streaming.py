@@ -145,17 +145,17 @@ def test_events_without_a_token_do_not_move_the_first_token_deadline():
     assert time.monotonic() - started < 3
 
 
-def test_a_stream_line_past_the_cap_is_malformed(monkeypatch):
+def test_a_stream_event_past_the_cap_is_malformed(monkeypatch):
     import harness.endpoints.wire as wire
 
-    monkeypatch.setattr(wire, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(wire, "MAX_EVENT_BYTES", 1000)
     with FaultServer() as server:
         # One event line of 5,000 bytes and no line end: refused once it passes 1,000, not buffered whole.
         line = ("raw", 200, {"Content-Type": "text/event-stream"}, b"data: " + b"x" * 5000)
         server.plan(line, line)
         with pytest.raises(RequestFailed) as info:
             complete(server, cfg(max_retries=1))
-    assert info.value.kind == "malformed" and "line longer than 1000 bytes" in str(info.value)
+    assert info.value.kind == "malformed" and "event longer than 1000 bytes" in str(info.value)
 
 
 def test_a_stream_past_its_total_cap_is_malformed(monkeypatch):

@@ -231,7 +231,7 @@ class OpenAICompatEndpoint:
         cap = max(MIN_STREAM_BYTES, _max_tokens(body) * STREAM_BYTES_PER_TOKEN)
         sent = time.perf_counter()
         try:
-            async with contextlib.aclosing(wire.stream_lines(body, cap)) as lines:
+            async with contextlib.aclosing(wire.stream_events(body, cap)) as lines:
                 answer, timing = await read_stream(lines, sent, idle_timeout_s=self.model.idle_timeout_s,
                                                    first_token_timeout_s=self.model.first_token_timeout_s)
         except StreamStalled as exc:

@@ -72,6 +72,17 @@ class TokenMarks:
         self.last = now
         self.chunks += 1
 
+    def tokens(self, count: int, *, answer: bool, at: float) -> None:
+        """`count` tokens that arrived together (one network read) at `at`; `answer`: one was content."""
+        if self.first is None:
+            self.first = at
+        elif self.last is not None:
+            self.max_gap = max(self.max_gap, at - self.last)
+        if answer and self.first_answer is None:
+            self.first_answer = at
+        self.last = at
+        self.chunks += count
+
     def timing(self) -> StreamTiming:
         return StreamTiming(
             ttft_s=None if self.first is None else self.first - self.sent,
@@ -87,17 +98,17 @@ REARM_EVERY_S = 1.0
 
 async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, idle_timeout_s: float,
                       first_token_timeout_s: float) -> tuple[dict[str, Any], StreamTiming]:
-    """Read the SSE lines of a chat completion (bytes, in batches as they arrive: wire.stream_lines) to
-    [DONE] or EOF. The first-token deadline runs from `sent_at` and covers connecting and the response
-    headers too (the request is sent when the first batch is asked for); after the first token, the
-    stream is cut once no token came for idle_timeout_s (measured to within REARM_EVERY_S)."""
+    """Read the server-sent events of a chat completion (each event's bytes, in batches as they arrive:
+    wire.stream_events) to [DONE] or EOF. The first-token deadline runs from `sent_at` and covers
+    connecting and the response headers too (the request is sent when the first batch is asked for);
+    after the first token, the stream is cut once no token came for idle_timeout_s (measured to within
+    REARM_EVERY_S). Only tokens are progress: comments and empty events are not."""
     content: list[str] = []
     reasoning: list[str] = []
     body: dict[str, Any] = {"object": "chat.completion", "choices": []}
     finish_reason = None
     marks = TokenMarks(sent_at)
     done = False
-    pending: list[bytes] = []  # the data lines of an event not yet ended by its blank line
     loop = asyncio.get_running_loop()
     rearm_s = min(REARM_EVERY_S, idle_timeout_s / 10)
     armed_at = -float("inf")  # loop time the idle deadline was last moved (none yet: first-token deadline)
@@ -105,13 +116,12 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
     try:
         async with deadline:
             deadline.reschedule(loop.time() + max(first_token_timeout_s - (time.perf_counter() - sent_at), 0.001))
-            async for lines in batches:
-                arrived = time.perf_counter()  # the events of one read arrived together
-                events = _events(lines, pending)
+            async for blocks in batches:
+                events = _event_data(blocks)
                 if b"[DONE]" in events:
                     events = events[:events.index(b"[DONE]")]
                     done = True
-                got_token = False
+                tokens, answered = 0, False
                 for chunk in _parse_events(events):
                     if "id" not in body or chunk.get("usage"):  # the first event and the usage event
                         for key in ("id", "model", "system_fingerprint", "created"):
@@ -119,40 +129,35 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
                                 body[key] = chunk[key]
                         if chunk.get("usage"):
                             body["usage"] = chunk["usage"]
-                    choice = _first_choice(chunk.get("choices"))
-                    if choice is None:
+                    choices = chunk.get("choices")
+                    if not choices:
                         continue
+                    choice = choices[0] if type(choices) is list else None
+                    if type(choice) is not dict or choice.get("index", 0) not in (0, None):
+                        choice = _first_choice(choices)
+                        if choice is None:
+                            continue
                     delta = choice.get("delta")
-                    if isinstance(delta, dict):
+                    if type(delta) is dict:
                         text = delta.get("content")
                         thought = delta.get("reasoning_content") or delta.get("reasoning")
-                        thought = thought if isinstance(thought, str) and thought else None
-                        text = text if isinstance(text, str) and text else None
-                        if thought:
+                        if thought and type(thought) is str:
                             reasoning.append(thought)
-                        if text:
+                            tokens += 1
+                        if text and type(text) is str:
                             content.append(text)
-                        if text or thought:
-                            marks.token(answer=text is not None, at=arrived)
-                            got_token = True
+                            tokens += 1 if not (thought and type(thought) is str) else 0
+                            answered = True
                     if choice.get("finish_reason"):
                         finish_reason = choice["finish_reason"]
-                if done:
-                    break
-                if got_token:
+                if tokens:
+                    marks.tokens(tokens, answer=answered, at=time.perf_counter())  # one read: one arrival time
                     now = loop.time()
                     if now - armed_at >= rearm_s:
                         deadline.reschedule(now + idle_timeout_s)
                         armed_at = now
-        last = b"\n".join(pending)
-        done = done or last == b"[DONE]"
-        if not done and last:  # the last event, not ended by a blank line before EOF
-            for chunk in _parse_events([last]):
-                choice = _first_choice(chunk.get("choices"))
-                if chunk.get("usage"):
-                    body["usage"] = chunk["usage"]
-                if choice is not None and choice.get("finish_reason"):
-                    finish_reason = choice["finish_reason"]
+                if done:
+                    break
         if not done and finish_reason is None:
             raise StreamCut("the stream ended before the answer was complete (no finish_reason, no [DONE])")
     except TimeoutError:
@@ -166,17 +171,17 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
     return body, marks.timing()
 
 
-def _events(lines: list[bytes], pending: list[bytes]) -> list[bytes]:
-    """The data of the events these lines complete (SSE: an event's `data:` lines, joined by newlines,
-    end at a blank line); `pending` carries an unfinished event into the next batch. Comments
-    (": keep-alive") and other fields are not events, and not progress."""
-    events: list[bytes] = []
-    for line in lines:
-        if line.startswith(b"data:"):
-            pending.append(line[5:].strip())
-        elif pending and not line.strip():  # "" or "\r": the event is complete
-            events.append(pending[0] if len(pending) == 1 else b"\n".join(pending))
-            pending.clear()
+def _event_data(blocks: list[bytes]) -> list[bytes]:
+    """The data of each event (SSE: an event's `data:` lines, joined by newlines); blocks without data
+    (": keep-alive" comments, other fields) are not events. The common block is one `data:` line."""
+    events = []
+    for block in blocks:
+        if block.startswith(b"data:") and b"\n" not in block:
+            events.append(block[5:].strip())
+            continue
+        lines = [line[5:].strip() for line in block.split(b"\n") if line.startswith(b"data:")]
+        if lines:
+            events.append(b"\n".join(lines))
     return events
 
 
@@ -199,11 +204,12 @@ def _parse_events(events: list[bytes]) -> list[dict[str, Any]]:
         return []
     try:
         wrapped = json.loads(b"[[" + b"],[".join(events) + b"]]")
-        if len(wrapped) == len(events) and all(type(w) is list and len(w) == 1 and type(w[0]) is dict
-                                               and not w[0].get("error") for w in wrapped):
-            return [w[0] for w in wrapped]
     except (ValueError, RecursionError):
-        pass
+        wrapped = None
+    if wrapped is not None and len(wrapped) == len(events):
+        chunks = [w[0] if type(w) is list and len(w) == 1 else None for w in wrapped]
+        if all(type(c) is dict and not c.get("error") for c in chunks):
+            return chunks  # type: ignore[return-value]
     for data in events:  # something is wrong: find the event and say what
         try:
             chunk = json.loads(data)

@@ -13,7 +13,7 @@ compression and inflate gzip/deflate ourselves, in bounded steps: aiohttp's own 
 inflated a 1 MB gzip body to 1 GiB before any cap could count it), redirects are not followed (the
 request carries the key), and the key never appears in an error we raise.
 
-Enters: a URL, headers, timeouts, a JSON-able body. Leaves: the answer's bytes (or its lines), or
+Enters: a URL, headers, timeouts, a JSON-able body. Leaves: the answer's bytes (or its events), or
 HttpStatusError / WireFailure / AnswerRefused / NotAStream.
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 
 import aiohttp
 
-# Caps on what a server may send (untrusted input): one event line of a stream, an error body. A whole
+# Caps on what a server may send (untrusted input): one event of a stream, an error body. A whole
 # answer's cap is the caller's (it grows with max_tokens). Parsed JSON takes up to ~30x its bytes.
-MAX_LINE_BYTES = 1 << 20
+MAX_EVENT_BYTES = 1 << 20
 MAX_ERROR_BYTES = 64 << 10
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -190,10 +190,11 @@ class JsonWire:
         except asyncio.TimeoutError as exc:  # ours above or aiohttp's sock_read (the attempt's deadline cancels instead)
             raise _failure(exc) from None
 
-    async def stream_lines(self, body: dict[str, Any], max_bytes: int) -> AsyncIterator[list[bytes]]:
-        """The answer's complete lines (without their line ends), in batches of what each network read
-        brought (one step of this generator per read, not per line); each line at most MAX_LINE_BYTES,
-        all together at most `max_bytes`. A whole JSON answer instead of a stream raises NotAStream."""
+    async def stream_events(self, body: dict[str, Any], max_bytes: int) -> AsyncIterator[list[bytes]]:
+        """The answer's server-sent events (each event's lines, CRLF made LF, without the blank line that
+        ends it), in batches of what each network read completed (one step of this generator per read,
+        not per event or line); each event at most MAX_EVENT_BYTES, all together at most `max_bytes`.
+        A whole JSON answer instead of a stream raises NotAStream."""
         try:
             async with self._ensure_session().post(self.url, data=_ENCODER.encode(body).encode(), allow_redirects=False,
                                                    headers={"Accept": "text/event-stream"}) as response:
@@ -202,18 +203,21 @@ class JsonWire:
                     raise NotAStream(await _read_capped(response, max_bytes))
                 tail = b""
                 async for piece in _pieces(response, max_bytes):
-                    if b"\n" not in piece:
-                        tail += piece
-                        if len(tail) > MAX_LINE_BYTES:
-                            raise AnswerRefused(f"a stream line longer than {MAX_LINE_BYTES} bytes")
+                    buffer = tail + piece if tail else piece
+                    if b"\r" in buffer:
+                        buffer = buffer.replace(b"\r\n", b"\n")  # a CR at the very end waits for its LF
+                    if b"\n\n" not in buffer:
+                        tail = buffer
+                        if len(tail) > MAX_EVENT_BYTES:
+                            raise AnswerRefused(f"a stream event longer than {MAX_EVENT_BYTES} bytes")
                         continue
-                    lines = (tail + piece).split(b"\n") if tail else piece.split(b"\n")
-                    tail = lines.pop()
-                    if len(tail) > MAX_LINE_BYTES or any(len(line) > MAX_LINE_BYTES for line in lines):
-                        raise AnswerRefused(f"a stream line longer than {MAX_LINE_BYTES} bytes")
-                    yield lines
-                if tail:
-                    yield [tail]
+                    events = buffer.split(b"\n\n")
+                    tail = events.pop()
+                    if len(tail) > MAX_EVENT_BYTES or any(len(event) > MAX_EVENT_BYTES for event in events):
+                        raise AnswerRefused(f"a stream event longer than {MAX_EVENT_BYTES} bytes")
+                    yield events
+                if tail.strip():
+                    yield [tail.strip(b"\n")]
         except aiohttp.ClientError as exc:
             raise _failure(exc) from None
         except asyncio.TimeoutError as exc:
