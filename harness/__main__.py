@@ -24,14 +24,14 @@ _OS_ADVICE = {
 }
 
 
-def explain_os_error(exc: OSError) -> str:
+def explain_os_error(exc: OSError, results_dir: str = "...") -> str:
     """A file-system failure as one line naming the path and the fix (results_dir=... for the run's files)."""
     where = f" at {exc.filename}" if exc.filename else ""
     advice = _OS_ADVICE.get(exc.errno or -1)
     if advice is None:
         return f"{type(exc).__name__}{where}: {exc.strerror or exc}"
-    return (f"cannot use {exc.filename or 'a file'} ({exc.strerror}): {advice} (the run writes under results_dir=..., "
-            f"the response cache at cache.path=...).")
+    return (f"cannot use {exc.filename or 'a file'} ({exc.strerror}): {advice} (the run writes under results_dir={results_dir}; "
+            f"choose another with results_dir=DIR).")
 
 
 def _fail(message: str, code: int) -> None:
@@ -51,7 +51,7 @@ def main(cfg: DictConfig) -> None:
     except (EndpointError, ConfigError, FileExistsError, SandboxUnavailable) as exc:
         _fail(str(exc), 2)
     except OSError as exc:
-        _fail(explain_os_error(exc), 2)
+        _fail(explain_os_error(exc, str(cfg.get("results_dir"))), 2)
     except KeyboardInterrupt:
         _fail("interrupted. Responses received so far are in the cache; re-run the same command to resume "
               "without paying for them again.", 130)
@@ -59,5 +59,17 @@ def main(cfg: DictConfig) -> None:
         print(format_report(result), flush=True)
 
 
+def check_overrides(argv: list[str]) -> None:
+    """Typo'd keys on the command line get our one-line message (exit 2) before Hydra's, which
+    suggests `+` and exits 1."""
+    from harness.config import ConfigError, raise_unknown, unknown_override_keys
+
+    try:
+        raise_unknown(unknown_override_keys(argv))
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+
+
 if __name__ == "__main__":
+    check_overrides(sys.argv[1:])
     main()

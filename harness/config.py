@@ -283,9 +283,40 @@ def unknown_keys(node: Any, schema: type = RunConfig, prefix: str = "") -> list[
     return found
 
 
+def unknown_override_keys(overrides: list[str]) -> list[str]:
+    """The command line's `key=value` overrides (not `+key`, `~key`, `hydra.*` or flags) whose key no
+    schema knows, each with the nearest known key: checked before Hydra, whose own message for these
+    suggests adding `+` (which would make the typo a key that nothing reads)."""
+    found = []
+    for override in overrides:
+        if override.startswith(("-", "+", "~")) or "=" not in override:
+            continue
+        path = override.split("=", 1)[0].split(".")
+        if path[0] == "hydra":
+            continue
+        schema: type | None = RunConfig
+        for depth, key in enumerate(path):
+            fields = {f.name for f in dataclasses.fields(schema)} if schema else set()
+            if key not in fields:
+                near = difflib.get_close_matches(key, sorted(fields), n=1)
+                prefix = ".".join(path[:depth])
+                nearest = f"{prefix + '.' if prefix else ''}{near[0]}" if near else ""
+                found.append(".".join(path[:depth + 1]) + (f" (did you mean {nearest}?)" if nearest else ""))
+                break
+            kind = typing.get_type_hints(schema)[key]
+            kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+            if not dataclasses.is_dataclass(kind):
+                break  # a value, or a free-form mapping (extra_body, loader_kwargs): nothing more to check
+            schema = kind
+    return found
+
+
 def check_known_keys(raw_cfg: Any) -> None:
     """ConfigError naming every key no schema knows (a typo, or a `+key` nothing reads)."""
-    unknown = unknown_keys(raw_cfg)
+    raise_unknown(unknown_keys(raw_cfg))
+
+
+def raise_unknown(unknown: list[str]) -> None:
     if unknown:
         raise ConfigError(
             f"unknown config key{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. Nothing reads "

@@ -63,7 +63,12 @@ def test_typo_in_a_key_is_refused_before_running(tmp_path):
 def test_an_unknown_key_is_refused_even_when_added_with_plus(tmp_path):
     """Hydra suggests `+` for a key the schema lacks; with it the run went on and ignored the setting."""
     for override, named in (("+model.generaton.max_tokens=5", "model.generaton (did you mean model.generation?)"),
-                            ("+limt=3", "limt (did you mean limit?)")):
+                            ("+limt=3", "limt (did you mean limit?)"),
+                            # without +, checked before Hydra (whose message suggests adding + and exits 1)
+                            ("model.generaton.max_tokens=5", "model.generaton (did you mean model.generation?)"),
+                            ("limt=3", "limt (did you mean limit?)"),
+                            ("model.generation.max_tokns=5", "model.generation.max_tokns (did you mean "
+                                                             "model.generation.max_tokens?)")):
         proc = run_harness("dry_run=true", override, f"results_dir={tmp_path}")
         assert proc.returncode == 2, proc.stderr[-1500:]
         assert f"unknown config key: {named}" in proc.stderr and "Traceback" not in proc.stderr
@@ -122,3 +127,15 @@ def test_unreadable_data_is_one_line_and_the_run_log_says_why(tmp_path, gsm8k_di
     assert "Traceback" not in proc.stderr
     (run_log,) = results.glob("runs/*/run.log")
     assert "run failed: DataError: cannot read the data of task gsm8k" in run_log.read_text()
+
+
+def test_claims_of_a_run_folder_without_summary_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    unfinished = tmp_path / "runs" / "20261130T000000Z-x-y-abcdef"
+    unfinished.mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "harness.claims", str(unfinished)], capture_output=True, text=True,
+                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 2 and "is not a finished run (no summary.json" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -193,6 +193,8 @@ def test_exit_codes_and_previous_baseline(tmp_path, capsys):
     assert json.loads((night3 / "compare.json").read_text())["regressed"] is True
     assert main([str(night3), "--baseline", str(tmp_path / "nowhere")]) == EXIT_CANNOT_COMPARE
     assert main(["--results-dir", str(results), "--suite", "nightly"]) == EXIT_CANNOT_COMPARE  # no such suite run
+    assert main([str(night2)]) == EXIT_OK  # 'previous' looked for beside the run, not in ./results
+    assert "night2 vs baseline night1" in capsys.readouterr().out
     first = make_run(tmp_path / "lonely", "only", [1.0])
     assert main([str(first), "--results-dir", str(tmp_path / "lonely")]) == EXIT_CANNOT_COMPARE
     assert "no earlier run" in capsys.readouterr().err

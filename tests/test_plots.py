@@ -163,3 +163,10 @@ def test_compare_plot_shows_delta_p_and_verdict_and_cost_only_when_spent(tmp_pat
         plt.close(fig)
     render_plot(comparison, current, baseline, tmp_path / "compare.png")
     assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_claims_html_of_a_run_without_claims_says_so():
+    from harness.claims.report import render_html
+
+    page = render_html({"run_id": "r", "model": "m", "task": "t", "claims": []})
+    assert "No claim in the registry is about this model and benchmark" in page and "<table" not in page

@@ -97,3 +97,16 @@ def test_power_planning_in_the_verdict():
     assert v.items_for_shortfall == int(by_hand) + 1
     assert 2 < v.detectable_shortfall_points < 10  # 200 items see a few points, not 2
     assert f"needs {v.items_for_shortfall} items" in v.detail
+
+
+def test_data_not_verified_against_the_pins_is_a_named_mismatch():
+    """task.dataset_sha256=null runs a copy of one's own: a verdict on it is not about the claimed benchmark."""
+    claim = _claim(protocol=Protocol(reasoning="max", subset="full"))
+    summary = _summary(10_500, 12032)
+    summary["dataset"]["mmlu_pro_official"]["pinned"] = False
+    [v] = judge([claim], _cfg(thinking=True, effort="max"), summary)
+    assert v.mismatches == ("data: not verified against the pinned hashes (mmlu_pro_official): a copy of your "
+                            "own, not necessarily the benchmark the claim is about",)
+    summary["dataset"]["mmlu_pro_official"]["pinned"] = True
+    [v] = judge([claim], _cfg(thinking=True, effort="max"), summary)
+    assert v.mismatches == ()

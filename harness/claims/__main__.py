@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"[{c.source.publication}, {c.source.date}]" + ("" if c.checkable else "  (no task)"))
         return 0
     folder = Path(args.run) if args.run else _latest_run(Path(args.results_dir))
+    if not (folder / "summary.json").is_file():
+        print(f"[harness.claims] error: {folder} is not a finished run (no summary.json there: the run was "
+              f"interrupted or failed, or the path is wrong); pass a folder under <results_dir>/runs/ that has one.",
+              file=sys.stderr)
+        return 2
     summary = json.loads((folder / "summary.json").read_text())
     written = write_report(summary, folder)
     print(render_markdown(summary))

@@ -56,7 +56,10 @@ def render_html(summary: dict[str, Any], png: bytes | None = None) -> str:
             f"</title><style>table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:4px}}</style>"
             f"</head><body><h1>Claims checked by run {html.escape(summary['run_id'])}</h1>"
             f"<p>Model {html.escape(summary['model'])}, task {html.escape(summary['task'])}.</p>"
-            f"<table><tr>{cells}</tr>{body}</table>{img}</body></html>")
+            + (f"<table><tr>{cells}</tr>{body}</table>{img}" if verdicts else
+               "<p>No claim in the registry is about this model and benchmark "
+               "(<code>python -m harness.claims list</code> shows them all).</p>")
+            + "</body></html>")
 
 
 _STATUS_COLORS = {"consistent": "tab:green", "below claim": "tab:red", "above claim": "tab:purple",

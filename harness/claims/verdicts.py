@@ -118,6 +118,10 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
                       claimed=claim.value)
         if claim.kind == "score" and headline is not None:
             mismatches, unknowns = protocol_mismatches(claim, cfg, headline["n"], n_docs)
+            unpinned = [name for name, d in (summary.get("dataset") or {}).items() if d.get("pinned") is False]
+            if unpinned:  # a copy of one's own (task.dataset_sha256=null): not the benchmark the claim is on
+                mismatches.append(f"data: not verified against the pinned hashes ({', '.join(unpinned)}): a copy "
+                                  f"of your own, not necessarily the benchmark the claim is about")
             lo, hi = headline["ci95"]
             status = score_status(claim.value / 100, headline["value"], (lo, hi), max_ci_halfwidth)
             detectable = detectable_shortfall(claim.value / 100, headline["n"])

@@ -388,14 +388,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default="previous",
                         help="baseline: a run folder; 'previous' (the latest earlier run of the same model and "
                              "task); mlflow:<run id>; or tag:<key>=<value> (latest such MLflow run)")
-    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--results-dir", help="where earlier runs are (default: the current run's, else results)")
     parser.add_argument("--suite", help="with no CURRENT: the latest run of this suite")
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--min-effect", type=float, default=0.01, help="smallest drop that counts (fraction)")
     parser.add_argument("--report", help="also write the Markdown report here")
     args = parser.parse_args(argv)
     try:
-        results_dir = Path(args.results_dir)
+        # 'previous' is looked for beside the run compared (its folder's results dir), not in ./results.
+        results_dir = Path(args.results_dir or (Path(args.current).resolve().parent.parent if args.current else "results"))
         if args.current:
             current_dir = Path(args.current)
         else:

@@ -133,7 +133,7 @@ def settings_label(cfg: RunConfig) -> str:
     parts = [f"thinking={'on' if cfg.model.thinking else 'off'}" if cfg.model.thinking is not None else "",
              f"effort={g.reasoning_effort}" if g.reasoning_effort else "",
              f"limit={cfg.limit}" if cfg.limit else ""]
-    return " ".join(p for p in parts if p)
+    return " · ".join(p for p in parts if p)
 
 
 def protocol_label(cfg: RunConfig) -> str:
@@ -156,7 +156,7 @@ def run_description(cfg: RunConfig, summary: dict[str, Any]) -> str:
     task = headline_task(summary)
     s = summary["tasks"].get(task) if task else None
     score = (f"`score` {s['value']:.4f}, 95% interval [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}] on n={s['n']} "
-             f"({s['metric']} of {task}; {s['n_errors']} without a response)" if s else "no score")
+             f"({s['metric']} of {task}; {s['n_errors']} document(s) had no response and are not scored)" if s else "no score")
     return (f"**{cfg.model.name}** (`{cfg.model.model_id}`, provider {cfg.model.provider}) on **{cfg.task.name}** "
             f"({cfg.task.benchmark or cfg.task.name}{f', limit {cfg.limit}' if cfg.limit else ''}): {protocol_label(cfg)}.\n\n"
             f"{score}; cost ${summary['cost_usd']:.4f} at list price"
