@@ -122,7 +122,9 @@ def test_run_data_is_escaped(tmp_path):
 def test_cli_without_runs_renders_every_claim_unchecked(tmp_path, capsys):
     assert main(["board", "--results-dir", str(tmp_path / "results")]) == 0
     page = (tmp_path / "results" / BOARD_FILE).read_text()
-    assert f"written: {tmp_path / 'results' / BOARD_FILE}" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert f"written: {tmp_path / 'results' / BOARD_FILE}" in said.out
+    assert f"no results folder at {tmp_path / 'results'}" in said.err  # a typo'd --results-dir is not silent
     assert page.count("<tr id='claim-") == len(REGISTRY)
     assert "st st-ok" not in page and "st st-bad" not in page
 

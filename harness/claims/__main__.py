@@ -41,6 +41,9 @@ def board_main(argv: list[str]) -> int:
         raise SystemExit(f"[harness.claims] error: the claims registry is invalid: {exc}") from None
     if not claims:
         raise SystemExit(f"[harness.claims] error: no claims registry: no claim in {claims_dir}/*.yaml")
+    if not results_dir.is_dir() and not args.tracking_uri:
+        warn(f"no results folder at {results_dir}: no run is read, every claim shows as unchecked. If your runs "
+             f"are elsewhere, pass --results-dir DIR (their results_dir) or --tracking-uri URI.")
     store = results_dir / "mlflow.db"
     uri = args.tracking_uri or (f"sqlite:///{store.resolve()}" if store.exists() else None)
     tracking = Tracking(uri, args.experiment) if uri else None
