@@ -282,9 +282,16 @@ def _run_cell(row: BoardRow) -> str:
     if run is None:
         if row.status != NOT_CHECKED:
             return "<span class='muted'>—</span>"
-        task = f"task={claim.task}" if claim.task else "task=<any>"
+        # A price or speed claim is checked by any run of the model (speed: a streamed one); a score claim
+        # by its task, at the effort it was stated at. Every word is safe to paste into a shell.
+        words = [f"model={claim.model}", f"task={claim.task}" if claim.task else "task=gsm8k limit=20"]
+        if claim.kind == "speed":
+            words.append("model.stream=true")
+        effort = claim.protocol.reasoning
+        if claim.kind == "score" and effort not in (UNKNOWN, "off", "on"):
+            words.append(f"model.generation.reasoning_effort={effort}")
         return (f"<span class='muted'>to check:</span> <code class='nw'>python -m harness</code> "
-                f"<code>{_wrap(f'model={claim.model}')}</code> <code>{_wrap(task)}</code>")
+                + " ".join(f"<code>{_wrap(word)}</code>" for word in words))
     links = [f"<a href='{_e(run.folder.as_uri())}'>run folder</a>"] if run.folder else []
     if run.mlflow_url:
         links.append(f"<a href='{_e(run.mlflow_url)}'>MLflow</a>")
