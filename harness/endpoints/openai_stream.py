@@ -62,15 +62,7 @@ class TokenMarks:
 
     def token(self, *, answer: bool, at: float | None = None) -> None:
         """A token arrived (`at`: when, on the perf_counter clock; now if not given)."""
-        now = time.perf_counter() if at is None else at
-        if self.first is None:
-            self.first = now
-        elif self.last is not None:
-            self.max_gap = max(self.max_gap, now - self.last)
-        if answer and self.first_answer is None:
-            self.first_answer = now
-        self.last = now
-        self.chunks += 1
+        self.tokens(1, answer=answer, at=time.perf_counter() if at is None else at)
 
     def tokens(self, count: int, *, answer: bool, at: float) -> None:
         """`count` tokens that arrived together (one network read) at `at`; `answer`: one was content."""
