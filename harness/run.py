@@ -179,14 +179,19 @@ def run(raw_cfg: Any) -> RunResult:
         tasks = load_tasks(cfg.task, manager)
         check_task_config(tasks, cfg.task)
         datasets = {name: fingerprint(task, cfg.task) for name, task in tasks.items()}
-        # Opened before any request so that a bad tracking URI costs nothing.
-        mlflow_run = MlflowRun(cfg.tracking, Path(cfg.results_dir)) if cfg.tracking.enabled else None
+        # Checked before any request so that a bad tracking URI costs nothing; opened at the first response.
+        mlflow_run = MlflowRun(cfg.tracking, Path(cfg.results_dir), background=True) if cfg.tracking.enabled else None
+
+        def on_response(record: Any) -> None:
+            folder.append_response(record)
+            if mlflow_run is not None:
+                mlflow_run.begin()  # the store opens while the requests are on the wire
         replaying = cfg.model.provider == "replay"
         cache = ResponseCache(cfg.cache.path) if cfg.cache.enabled and not replaying else None
         balance_before = read_balance(cfg)
         try:
             with open_endpoint(cfg.model, folder, dry_run=cfg.dry_run) as endpoint:
-                lm = EndpointLM(endpoint, cfg.model, cache, on_response=folder.append_response,
+                lm = EndpointLM(endpoint, cfg.model, cache, on_response=on_response,
                                 show_progress=cfg.progress, on_error=folder.append_error,
                                 budget_usd=cfg.budget.max_usd, dry_run=cfg.dry_run,
                                 history=read_history(cfg.results_dir, cfg.model.name, cfg.task.name)

@@ -156,3 +156,29 @@ def test_planted_regression_against_the_server_baseline_by_tag(mmlu_pro_dir, mlf
     none = subprocess.run([sys.executable, "-m", "harness.compare", str(run_dirs["bad"]), "--baseline",
                            "tag:baseline=nope"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert none.returncode == 2 and "with tag baseline=nope" in none.stderr
+
+
+def test_the_store_opens_off_the_critical_path_and_a_bad_uri_still_costs_nothing(tmp_path):
+    """background=True (as run.py opens it): the cheap check runs at once, the store is created only
+    after begin() (the first response), and what can be known early still fails before any request."""
+    from harness.config import ConfigError, TrackingConfig
+    from harness.records.tracking import MlflowRun
+
+    results, folder = tmp_path / "results", tmp_path / "run-folder"
+    folder.mkdir()
+    (folder / "summary.json").write_text("{}")
+    store = results / "mlflow.db"
+    run = MlflowRun(TrackingConfig(tracking_uri=f"sqlite:///{store}"), results, background=True)
+    assert not store.exists()  # nothing imported or migrated before the requests
+    run.begin()
+    run_id = run.start("job", {}, time.time() - 5)
+    run.finish(folder, status="FINISHED")
+    assert store.exists() and MlflowClient(tracking_uri=f"sqlite:///{store}").get_run(run_id).info.status == "FINISHED"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"cannot reach the MLflow server at http://127.0.0.1:{port}"):
+        MlflowRun(TrackingConfig(tracking_uri=f"http://127.0.0.1:{port}"), tmp_path, background=True)
+    assert time.monotonic() - started < 6

@@ -12,8 +12,12 @@ experiment is tagged `mlflow.experimentKind=custom_model_development`: both are 
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import socket
+import threading
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 from typing import Any
 
 from harness.common.errors import root_cause
@@ -164,13 +168,80 @@ def run_description(cfg: RunConfig, summary: dict[str, Any]) -> str:
             f"Scores are fractions in [0, 1]; `cost_per_correct_usd` is the cost per right answer. The run folder "
             f"(summary.json, samples.jsonl, claims.html) is under Artifacts → run/.")
 
+MIN_FREE_BYTES = 8 << 20  # a local store needs room for its tables and a run's artifacts
+
+
+def precheck(cfg: TrackingConfig, results_dir: Path) -> None:
+    """What can go wrong with the store, found before any request is paid for, in milliseconds: a
+    local store's folder not writable or its disk full, a server not listening."""
+    uri = cfg.tracking_uri
+    fix = "run without MLflow (tracking=none), or point tracking.tracking_uri elsewhere"
+    if uri.startswith("sqlite:"):
+        folder = Path(uri.split(":///", 1)[1]).parent if ":///" in uri else results_dir
+        folder.mkdir(parents=True, exist_ok=True)  # a read-only disk: OSError, explained by the entry point
+        free = shutil.disk_usage(folder).free
+        if free < MIN_FREE_BYTES:
+            raise ConfigError(f"cannot open the MLflow store at {uri}: the disk is full ({free:,} bytes free in "
+                              f"{folder}); free disk space, or {fix}.")
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"cannot open the MLflow store at {uri}: {folder} is not writable; fix it, or {fix}.")
+    elif uri.startswith(("http://", "https://")):
+        where = urlparse(uri)
+        try:
+            socket.create_connection((where.hostname, where.port or (443 if where.scheme == "https" else 80)),
+                                     timeout=5).close()
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the MLflow server at {uri} ({exc.strerror or exc}); start it, or {fix}.") \
+                from None
+
+
 class MlflowRun:
     """Created with the job's true start time before summary.json is written (it records the MLflow
-    run id), finished (end time now) after."""
+    run id), finished (end time now) after. Opening the store (importing MLflow, ~1.5 s of CPU; creating
+    and migrating a new SQLite store, ~2 s more) delayed the first request; with `background`, it waits
+    for `begin()` (run.py calls it at the first response) and runs in a thread while the requests are
+    on the wire, after `precheck` made sure before any request that a bad URI or a full disk costs nothing."""
 
-    def __init__(self, cfg: TrackingConfig, results_dir: Path):
+    def __init__(self, cfg: TrackingConfig, results_dir: Path, *, background: bool = False):
+        self._cfg, self._results_dir = cfg, results_dir
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._opened = False
+        precheck(cfg, results_dir)
+        if not background:
+            self._ready()
+
+    def begin(self) -> None:
+        """Start opening the store in a thread (once; cheap to call for every response). For a local
+        store not a daemon: an interrupted run lets a migration that started finish (~2 s), never leaving
+        half a store; for a server a daemon, so Ctrl-C never waits out its HTTP timeouts."""
+        if self._thread is None and not self._opened:
+            self._thread = threading.Thread(target=self._open_in_thread, name="mlflow-open",
+                                            daemon=not self._cfg.tracking_uri.startswith("sqlite:"))
+            self._thread.start()
+
+    def _open_in_thread(self) -> None:
         try:
-            self._open(cfg, results_dir)
+            self._open_checked()
+        except BaseException as exc:  # handed to the main thread by _ready
+            self._error = exc
+
+    def _ready(self) -> None:
+        """The store open (opened here if begin() never ran), or its error."""
+        if self._opened:
+            return
+        if self._thread is None:
+            self._open_checked()
+        else:
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+        self._opened = True
+
+    def _open_checked(self) -> None:
+        cfg = self._cfg
+        try:
+            self._open(cfg, self._results_dir)
         except (ConfigError, KeyboardInterrupt):
             raise
         except Exception as exc:  # a full disk, a locked or foreign database, a server that refuses
@@ -178,7 +249,8 @@ class MlflowRun:
             raise ConfigError(
                 f"cannot open the MLflow store at {cfg.tracking_uri}: {type(cause).__name__}: "
                 f"{str(cause).splitlines()[0][:300] if str(cause) else ''}. Free disk space or fix the store, point "
-                f"tracking.tracking_uri elsewhere, or run without MLflow (tracking=none).") from None
+                f"tracking.tracking_uri elsewhere, or run without MLflow (tracking=none); the responses received "
+                f"are in the cache, so the same command re-runs them free.") from None
 
     def _open(self, cfg: TrackingConfig, results_dir: Path) -> None:
         import mlflow
@@ -212,6 +284,7 @@ class MlflowRun:
 
     def start(self, name: str, tags: dict[str, str], started_at: float) -> str:
         """Create the run at the job's true start (epoch seconds) and make it the active one."""
+        self._ready()
         from mlflow.tracking import MlflowClient
 
         run = MlflowClient().create_run(self.experiment_id, start_time=int(started_at * 1000), tags=tags,
@@ -222,6 +295,7 @@ class MlflowRun:
 
     @property
     def link(self) -> str:
+        self._ready()
         return runs_link(self.tracking_uri, self.experiment_id)
 
     def log(self, params: dict[str, str], metrics: dict[str, float]) -> None:
@@ -249,6 +323,7 @@ class MlflowRun:
         self._mlflow.log_table(data=table, artifact_file="samples_table.json")
 
     def finish(self, run_folder: Path, status: str = "FINISHED") -> None:
+        self._ready()
         if status == "FINISHED":
             self._mlflow.log_artifacts(str(run_folder), artifact_path="run")
         self._mlflow.end_run(status=status)
