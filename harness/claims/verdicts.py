@@ -18,6 +18,7 @@ from typing import Any
 from harness.claims.registry import UNKNOWN, Claim
 from harness.config import RunConfig
 from harness.common.stats import detectable_shortfall, items_needed
+from harness.common.headline import headline_task
 
 CONSISTENT, BELOW, ABOVE, UNDERPOWERED, NOT_MEASURED = (
     "consistent", "below claim", "above claim", "underpowered", "not measured")
@@ -110,7 +111,8 @@ def claims_for_run(claims: list[Claim], cfg: RunConfig) -> list[Claim]:
 
 def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_halfwidth: float = 0.10) -> list[Verdict]:
     verdicts = []
-    headline = summary["tasks"].get(cfg.task.lm_eval_task) or next(iter(summary["tasks"].values()), None)
+    task = headline_task(summary)
+    headline = summary["tasks"][task] if task is not None else None
     n_docs = sum(d.get("n_docs", 0) for d in summary.get("dataset", {}).values()) or None
     for claim in claims_for_run(claims, cfg):
         common = dict(claim_id=claim.id, kind=claim.kind, model_as_named=claim.model_as_named,

@@ -17,7 +17,6 @@ https://platform.claude.com/docs/en/api/errors.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from typing import Any
@@ -28,14 +27,11 @@ from tenacity import AsyncRetrying, retry_if_exception
 from harness.config import ModelConfig
 from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed
 from harness.endpoints.concurrency import AdaptiveLimiter
-from harness.endpoints.anthropic_format import (  # noqa: F401 (the dialect, re-exported)
-    DEFAULT_BASE_URL, build_message_kwargs, normalize_base_url, parse_message)
+from harness.endpoints.anthropic_format import build_message_kwargs, normalize_base_url, parse_message
 from harness.endpoints.openai_compat import resolve_api_key
 from harness.endpoints.openai_format import with_timing
 from harness.endpoints.openai_stream import StreamStalled, StreamTiming, TokenMarks
-from harness.endpoints.retries import TIMEOUT_RETRIES, Interrupted, RetryBudget, is_slow_down, retryable
-
-log = logging.getLogger(__name__)
+from harness.endpoints.retries import Interrupted, RetryBudget, is_slow_down, retryable, tries_said
 
 # A 400 (invalid_request_error) whose message points at the configuration, not at this one prompt:
 # every later request would fail the same way, so the run stops with the message instead of
@@ -96,9 +92,8 @@ class AnthropicEndpoint:
                 with attempt:
                     body, timing, latency = await self._in_a_slot(client, kwargs)
         except Interrupted as exc:
-            tries = f"tried {1 + min(TIMEOUT_RETRIES, self.model.max_retries)} times" if exc.kind == "timeout" else \
-                f"after up to {self.model.max_retries} retries (model.max_retries)"
-            failure = RequestFailed(f"{self.base_url} (model '{self.model.name}'): {exc.detail}; {tries}", kind=exc.kind)
+            failure = RequestFailed(f"{self.base_url} (model '{self.model.name}'): {exc.detail}; "
+                                    f"{tries_said(exc.kind, self.model.max_retries)}", kind=exc.kind)
         except anthropic.APIError as exc:
             failure = self._explain(exc, request)
             if is_slow_down(exc) and budget.patience_spent and isinstance(failure, RequestFailed):
@@ -191,15 +186,7 @@ class AnthropicEndpoint:
         model, env = self.model, self.model.api_key_env
         conf = f"conf/model/{model.name}.yaml"
         where = f"{self.base_url} (model '{model.name}', model id '{request.model_id}')"
-        retries = f"after up to {model.max_retries} retries (model.max_retries)"
-        if isinstance(exc, anthropic.APITimeoutError):  # a subclass of APIConnectionError: test it first
-            return RequestFailed(
-                f"no answer from {where} within model.request_timeout_s={model.request_timeout_s:g} s, "
-                f"{retries}; raise the timeout or lower model.concurrency.", kind="timeout")
-        if isinstance(exc, anthropic.APIConnectionError):
-            return RequestFailed(
-                f"cannot reach {self.base_url} for model '{model.name}' ({type(exc).__name__}), {retries}; "
-                f"is the network up and model.base_url right?", kind="connection")
+        retries = tries_said("status", model.max_retries)  # timeouts and lost connections: _in_a_slot's Interrupted
         if not isinstance(exc, anthropic.APIStatusError):
             return RequestFailed(self._scrub(f"{where} sent an unusable answer: {type(exc).__name__}: "
                                              f"{str(exc)[:300]}"), kind="bad_response")

@@ -67,7 +67,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import time
 from typing import Any
@@ -78,15 +77,10 @@ from harness.config import ModelConfig
 from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed
 from harness.endpoints.concurrency import AdaptiveLimiter
 from harness.endpoints.openai_stream import StreamCut, StreamMalformed, StreamStalled, StreamTiming, read_stream
-from harness.endpoints.retries import TIMEOUT_RETRIES, BadAnswer, Interrupted, RetryBudget, is_slow_down, retryable
+from harness.endpoints.retries import BadAnswer, Interrupted, RetryBudget, is_slow_down, retryable, tries_said
 from harness.endpoints.usage_checks import is_blank
 from harness.endpoints.wire import AnswerRefused, HttpStatusError, JsonWire, NotAStream, WireFailure
-from harness.endpoints.openai_format import (  # noqa: F401 (the dialect's parsers, used here and re-exported)
-    _get, build_request_kwargs, parse_chat_completion, parse_usage, read_usage, split_reasoning, truncate_at_stop,
-    with_timing)
-
-log = logging.getLogger(__name__)
-
+from harness.endpoints.openai_format import build_request_kwargs, parse_chat_completion, with_timing
 
 
 def resolve_api_key(model: ModelConfig) -> str:
@@ -189,9 +183,8 @@ class OpenAICompatEndpoint:
         if isinstance(exc, BadAnswer):
             return self._bad_answer(exc, request)
         if isinstance(exc, Interrupted):
-            tries = f"tried {1 + min(TIMEOUT_RETRIES, self.model.max_retries)} times" if exc.kind == "timeout" else \
-                f"after up to {self.model.max_retries} retries (model.max_retries)"
-            return RequestFailed(f"{self._where(request)}: {exc.detail}; {tries}", kind=exc.kind)
+            return RequestFailed(f"{self._where(request)}: {exc.detail}; {tries_said(exc.kind, self.model.max_retries)}",
+                                 kind=exc.kind)
         if is_slow_down(exc) and budget.patience_spent:
             return self._out_of_patience(self._explain(exc, request), request)  # type: ignore[arg-type]
         return self._explain(exc, request)  # type: ignore[arg-type]
@@ -231,8 +224,8 @@ class OpenAICompatEndpoint:
         cap = max(MIN_STREAM_BYTES, _max_tokens(body) * STREAM_BYTES_PER_TOKEN)
         sent = time.perf_counter()
         try:
-            async with contextlib.aclosing(wire.stream_events(body, cap)) as lines:
-                answer, timing = await read_stream(lines, sent, idle_timeout_s=self.model.idle_timeout_s,
+            async with contextlib.aclosing(wire.stream_events(body, cap)) as events:
+                answer, timing = await read_stream(events, sent, idle_timeout_s=self.model.idle_timeout_s,
                                                    first_token_timeout_s=self.model.first_token_timeout_s)
         except StreamStalled as exc:
             raise Interrupted("timeout", f"the stream stalled: {exc} (model.first_token_timeout_s / "
@@ -265,7 +258,7 @@ class OpenAICompatEndpoint:
         """An error message that says what to change; never the key, never the request headers.
         EndpointError (fatal) for what the configuration must fix, RequestFailed for the rest."""
         where = self._where(request)
-        retries = f"after up to {self.model.max_retries} retries (model.max_retries)"
+        retries = tries_said(exc.kind if isinstance(exc, WireFailure) else "status", self.model.max_retries)
         if isinstance(exc, WireFailure):
             if exc.kind == "broken":
                 return RequestFailed(f"{where} answered with broken HTTP ({exc.detail}), {retries}: the server or "
@@ -273,8 +266,7 @@ class OpenAICompatEndpoint:
             if exc.kind == "timeout":
                 return RequestFailed(
                     f"no answer from {where} within model.request_timeout_s={self.model.request_timeout_s:g} s, "
-                    f"tried {1 + min(TIMEOUT_RETRIES, self.model.max_retries)} times (a timed-out request is tried "
-                    f"once more); raise the timeout, stream (model.stream=true), or lower model.concurrency.",
+                    f"{retries} (a timed-out request is tried once more); raise the timeout, stream (model.stream=true), or lower model.concurrency.",
                     kind="timeout")
             if exc.kind == "cut" and self._answered:
                 return RequestFailed(

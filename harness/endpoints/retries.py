@@ -79,6 +79,13 @@ _SLOW_DOWN_BACKOFF_S = 0.05  # first wait after a slow-down without Retry-After 
 TIMEOUT_RETRIES = 1
 
 
+def tries_said(kind: str, max_retries: int) -> str:
+    """How many attempts a failure of this kind got, in the words every endpoint's message uses."""
+    if kind == "timeout":
+        return f"tried {1 + min(TIMEOUT_RETRIES, max_retries)} times"
+    return f"after up to {max_retries} retries (model.max_retries)"
+
+
 def is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (WireFailure, Interrupted)) and exc.kind == "timeout"
 

@@ -185,9 +185,8 @@ class JsonWire:
                 return await _read_capped(response, max_bytes)
             finally:
                 response.release()
-        except aiohttp.ClientError as exc:
-            raise _failure(exc) from None
-        except asyncio.TimeoutError as exc:  # ours above or aiohttp's sock_read (the attempt's deadline cancels instead)
+        # The TimeoutError is ours above or aiohttp's sock_read (the attempt's own deadline cancels instead).
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(exc) from None
 
     async def stream_events(self, body: dict[str, Any], max_bytes: int) -> AsyncIterator[list[bytes]]:
@@ -206,21 +205,15 @@ class JsonWire:
                     buffer = tail + piece if tail else piece
                     if b"\r" in buffer:
                         buffer = buffer.replace(b"\r\n", b"\n")  # a CR at the very end waits for its LF
-                    if b"\n\n" not in buffer:
-                        tail = buffer
-                        if len(tail) > MAX_EVENT_BYTES:
-                            raise AnswerRefused(f"a stream event longer than {MAX_EVENT_BYTES} bytes")
-                        continue
                     events = buffer.split(b"\n\n")
-                    tail = events.pop()
+                    tail = events.pop()  # the event not yet ended by its blank line
                     if len(tail) > MAX_EVENT_BYTES or any(len(event) > MAX_EVENT_BYTES for event in events):
                         raise AnswerRefused(f"a stream event longer than {MAX_EVENT_BYTES} bytes")
-                    yield events
+                    if events:
+                        yield events
                 if tail.strip():
                     yield [tail.strip(b"\n")]
-        except aiohttp.ClientError as exc:
-            raise _failure(exc) from None
-        except asyncio.TimeoutError as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _failure(exc) from None
 
     async def _check_status(self, response: aiohttp.ClientResponse) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.common.errors import root_cause
 from harness.config import ConfigError, RunConfig, TrackingConfig
+from harness.common.headline import headline_task
 
 _MAX_PARAM_LEN = 6000
 # How MLflow 3's UI is told to show runs (not GenAI traces): an experiment tag it reads, and a URL parameter.
@@ -91,15 +92,6 @@ def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
     })
     metrics.update(headline_metrics(summary))
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-
-
-def headline_task(summary: dict[str, Any]) -> str | None:
-    """The task whose score is the run's `score`: the group for a group task, else the only task."""
-    tasks = summary.get("tasks") or {}
-    for name, s in tasks.items():
-        if s.get("subtasks"):
-            return name
-    return next(iter(tasks), None)
 
 
 def headline_metrics(summary: dict[str, Any]) -> dict[str, float]:
