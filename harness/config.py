@@ -54,6 +54,11 @@ class PricingConfig:
     gpus: int = 1
     source: str = ""
     effective_date: str = ""
+    # The price book's model id (conf/prices/*.yaml): dated periods with their sources, billed by the
+    # time each response completed. null = the inline prices above (self-hosted and custom endpoints).
+    book: Optional[str] = None
+    # Another folder of price-book files; null = conf/prices/.
+    book_dir: Optional[str] = None
 
 
 @dataclass
@@ -142,6 +147,13 @@ class ModelConfig:
     # read before and after the run to reconcile computed against billed cost. null = no reconciliation.
     balance_url: Optional[str] = None
     balance_currency: str = "USD"
+    # OpenAI / Anthropic: send the run as one batch (OpenAI Batch API, Anthropic Message Batches), billed
+    # at the book's batch discount; answers may take up to the completion window. The batch id is saved
+    # under results/batches/ at once, so an interrupted run resumes by polling and never re-submits.
+    batch: bool = False
+    batch_poll_s: float = 30.0           # how often the batch's status is read
+    batch_completion_window: str = "24h"  # OpenAI's completion_window (the only value it accepts)
+    batch_retry_online: bool = True      # items the batch failed or let expire are sent online
     # For provider "replay": the recorded responses to score (samples.jsonl or an MMLU-Pro result JSON).
     path: Optional[str] = None
     notes: str = ""
@@ -236,6 +248,15 @@ class SandboxConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    # Wait for the next window of the price book whose name contains `window` (DeepSeek's off-peak
+    # discount) before sending, showing when it opens. Responses after it closes are billed at the
+    # price then in force (piecewise).
+    off_peak: bool = False
+    window: str = "off-peak"
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = MISSING
     task: TaskConfig = MISSING
@@ -245,6 +266,7 @@ class RunConfig:
     claims: ClaimsConfig = field(default_factory=ClaimsConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     # Plan every request, estimate tokens and dollars, send nothing (writes dry_run.json).
     dry_run: bool = False
     suite: str = ""

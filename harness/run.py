@@ -149,12 +149,16 @@ def run(raw_cfg: Any) -> RunResult:
         resolve_api_key(cfg.model)  # fail before anything slow if the key is missing
     if cfg.task.executes_code and not cfg.dry_run:
         check_sandbox(cfg)  # no money spent on answers that could not be graded safely
+    from harness.spend.price_book import schedule_for
+
+    prices = schedule_for(cfg.model.pricing)  # a wrong book entry fails here, before anything is sent
 
     # Heavy imports only once the cheap checks passed.
     from lm_eval import simple_evaluate
 
     from harness.endpoints.adapter import EndpointLM
-    from harness.spend.budget import DryRun, read_history
+    from harness.spend.dry_run import DryRun, read_history
+    from harness.spend.off_peak import wait_for_window
     from harness.endpoints.cache import ResponseCache
     from harness.claims.report import write_report
     from harness.benchmarks.data import prepare_dataset
@@ -195,7 +199,9 @@ def run(raw_cfg: Any) -> RunResult:
                                 show_progress=cfg.progress, on_error=folder.append_error,
                                 budget_usd=cfg.budget.max_usd, dry_run=cfg.dry_run,
                                 history=read_history(cfg.results_dir, cfg.model.name, cfg.task.name)
-                                if cfg.dry_run else None)
+                                if cfg.dry_run else None, prices=prices, off_peak_window=cfg.schedule.window)
+                if cfg.schedule.off_peak and not cfg.dry_run:
+                    wait_for_window(prices, cfg.schedule.window, show=cfg.progress)
                 replay_report = None
                 try:
                     output = simple_evaluate(
@@ -223,6 +229,7 @@ def run(raw_cfg: Any) -> RunResult:
         scores, rows = score_run(output["samples"], lm.records, cfg.task, lm.errors)
         folder.write_samples(rows)
         summary = build_summary(cfg, run_id, endpoint.base_url, scores, rows, lm.spend, datasets, verified, started)
+        summary.update(lm.price_records())
         add_speed(summary, lm.records)
         add_run_checks(summary, cfg, endpoint, balance_before)
         if cfg.claims.enabled:
@@ -304,9 +311,14 @@ def check_claims(cfg: RunConfig, summary: dict[str, Any]) -> list[dict[str, Any]
     """Verdicts for the registry's claims about this run's model and benchmark."""
     from harness.claims.registry import CLAIMS_DIR, load_claims
     from harness.claims.verdicts import judge
+    from harness.spend.price_book import schedule_for
+    from harness.spend.price_claims import match_price_claim
 
     claims = load_claims(Path(cfg.claims.dir) if cfg.claims.dir else CLAIMS_DIR)
-    return [v.to_dict() for v in judge(claims, cfg, summary, cfg.claims.max_ci_halfwidth)]
+    prices = schedule_for(cfg.model.pricing)
+    matches = {c.id: match_price_claim(prices, c.metric, c.value, c.source.date)
+               for c in claims if c.kind == "price" and c.model == cfg.model.name}
+    return [v.to_dict() for v in judge(claims, cfg, summary, cfg.claims.max_ci_halfwidth, matches)]
 
 
 def build_summary(cfg: RunConfig, run_id: str, base_url: str, scores: list[TaskScore], rows: list[dict[str, Any]],
@@ -341,7 +353,6 @@ def build_summary(cfg: RunConfig, run_id: str, base_url: str, scores: list[TaskS
         "cache_hits": spend.cache_hits,
         "cost_usd": spend.cost_usd,
         "cost_usd_new": spend.cost_usd_new,
-        "pricing": dataclasses.asdict(cfg.model.pricing),  # the price snapshot the costs were computed with
         **gpu_summary(cfg, spend),
         "wall_seconds": time.time() - started,
         "seconds_to_first_request": (spend.first_request_at - started) if spend.first_request_at else None,
@@ -375,27 +386,16 @@ def gpu_summary(cfg: RunConfig, spend: SpendCounter) -> dict[str, Any]:
 def finish_dry_run(cfg: RunConfig, run_id: str, folder: RunFolder, estimate: Any, started: float) -> RunResult:
     """dry_run.json in the run folder and a summary-like result; nothing was sent."""
     summary = {"run_id": run_id, "dry_run": True, "model": cfg.model.name, "task": cfg.task.name,
-               "limit": cfg.limit, "estimate": estimate.to_dict(), "pricing": dataclasses.asdict(cfg.model.pricing),
-               "wall_seconds": time.time() - started}
+               "limit": cfg.limit, "estimate": estimate.to_dict(), "wall_seconds": time.time() - started}
     folder.write_json("dry_run.json", summary)
     return RunResult(run_id, folder.path, summary)
 
 
-def format_dry_run(result: RunResult) -> str:
-    e = result.summary["estimate"]
-    return "\n".join([
-        f"[harness] dry run {result.run_id}: nothing was sent",
-        f"  requests: {e['requests']} ({e['cached']} already cached, free)",
-        f"  estimate: {e['input_tokens']:.0f} input + {e['output_tokens']:.0f} output tokens = ${e['cost_usd']:.4f} "
-        f"(worst case ${e['worst_case_usd']:.4f})",
-        f"  basis: {e['basis']}",
-        f"  written: {result.folder / 'dry_run.json'}",
-    ])
-
-
 def format_report(result: RunResult) -> str:
     if result.summary.get("dry_run"):
-        return format_dry_run(result)
+        from harness.spend.dry_run import format_dry_run
+
+        return format_dry_run(result.summary, result.folder / "dry_run.json")
     s = result.summary
     lines = [f"[harness] run {s['run_id']} finished in {s['wall_seconds']:.1f} s"]
     for task, t in s["tasks"].items():

@@ -122,8 +122,10 @@ class FaultServer(LoopbackServer):
                  content_fn: Callable[[Any], str] | None = None,
                  fault_rates: dict[str, float] | None = None, seed: int = 0,
                  fault_headers: dict[str, str] | None = None, hang_s: float = 30.0,
-                 balance_usd: float = 100.0, price_per_completion_usd: float = 0.0) -> None:
-        """`fault_headers` go on drawn status faults and capacity 429s (e.g. {"retry-after-ms": "10"}
+                 balance_usd: float = 100.0, price_per_completion_usd: float = 0.0,
+                 usage_extra: dict[str, Any] | None = None) -> None:
+        """`usage_extra` is merged into every default answer's usage (e.g. DeepSeek's
+        {"prompt_cache_hit_tokens": 3}); `fault_headers` go on drawn status faults and capacity 429s (e.g. {"retry-after-ms": "10"}
         for fast SDK retries); `hang_s` is how long a drawn "hang" lasts."""
         self.latency_s = latency_s
         self.prompt_tokens = prompt_tokens
@@ -138,6 +140,8 @@ class FaultServer(LoopbackServer):
         # GET /user/balance answers DeepSeek's shape: the starting balance minus what completions cost.
         self.balance_usd = balance_usd
         self.price_per_completion_usd = price_per_completion_usd
+        self.usage_extra = dict(usage_extra or {})
+        self.answered_at: list[float] = []  # time.time() of each default answer as it is sent
         self._rng = random.Random(seed)
         self.capacity: int | None = None
         self.capacity_headers: dict[str, str] = {}
@@ -174,6 +178,7 @@ class FaultServer(LoopbackServer):
                             "null_content": null_content, "hang": lambda: hang(self.hang_s)}[name]()
         content = self.content_fn(payload) if self.content_fn else "ok"
         body = chat_body(content, self.prompt_tokens, self.completion_tokens)
+        body["usage"].update(self.usage_extra)
         return ("delay", self.latency_s, body) if self.latency_s > 0 else ("ok", body)
 
     async def _sleep(self, seconds: float) -> bool:
@@ -190,6 +195,7 @@ class FaultServer(LoopbackServer):
             self.outcomes[name] += 1
             if billed:
                 self.completed += 1
+                self.answered_at.append(time.time())
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         payload, arrived = await self._read_json(request)

@@ -8,7 +8,8 @@ import datetime as dt
 
 import pytest
 
-from harness.spend.budget import (BudgetGuard, History, estimate, prompt_token_bound, read_history,
+from harness.spend.dry_run import History, estimate, read_history
+from harness.spend.budget import (BudgetGuard, prompt_token_bound,
                             worst_case_cost)
 from harness.config import PriceWindow, PricingConfig
 from harness.endpoints.base import ChatRequest, Usage

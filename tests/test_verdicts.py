@@ -7,6 +7,8 @@ import pytest
 from harness.claims.registry import Claim, Protocol, Source
 from harness.config import GenerationConfig, ModelConfig, PricingConfig, RunConfig, TaskConfig
 from harness.common.stats import mean_estimate
+from harness.spend.price_book import schedule_for
+from harness.spend.price_claims import match_price_claim
 from harness.claims.verdicts import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, UNDERPOWERED, judge, score_status
 
 
@@ -82,9 +84,15 @@ def test_price_claims_against_the_pricing_the_run_used_and_speed_not_measured():
                        protocol=Protocol())
     speed = _claim(id="s", kind="speed", benchmark="speed", metric="time_to_first_token", value=1124, unit="ms",
                    protocol=Protocol())
-    verdicts = {v.claim_id: v for v in judge([price_ok, price_dtw, speed], _cfg(), _summary(1, 2))}
+    cfg = _cfg()
+    prices = schedule_for(cfg.model.pricing)  # inline prices: one open period
+    matches = {c.id: match_price_claim(prices, c.metric, c.value, "2026-04") for c in (price_ok, price_dtw)}
+    summary = {**_summary(1, 2), "prices_used": [{"price": "config", "requests": 2}]}
+    verdicts = {v.claim_id: v for v in judge([price_ok, price_dtw, speed], cfg, summary, price_matches=matches)}
     assert verdicts["p-in"].status == CONSISTENT and verdicts["p-in"].measured == 1.74
     assert verdicts["p-out"].status == ABOVE and verdicts["p-out"].measured == 3.48  # billed above the claim
+    assert "this run was billed at: config" in verdicts["p-out"].detail
+    assert judge([price_ok], cfg, summary)[0].status == NOT_MEASURED  # no book word: not judged
     assert verdicts["s"].status == NOT_MEASURED
 
 

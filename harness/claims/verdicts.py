@@ -4,7 +4,7 @@ Scores: the claim (a percentage) is tested against the run's 95% interval for th
 model. `below claim` / `above claim` when the interval excludes it (refuted at that level);
 `consistent` when it includes it and the interval is narrow enough to have caught a real gap
 (half-width <= max_ci_halfwidth, 10 points by default); otherwise `underpowered`. Prices: the claim
-against the list price the run used. Speeds: the p50 of the run's streamed responses (time to first
+against the price book on the claim's date (harness.spend.price_claims). Speeds: the p50 of the run's streamed responses (time to first
 token, output tokens/s) against the claim, consistent within SPEED_TOLERANCE, with the conditions no
 claim states named; `not measured` when the run did not stream.
 """
@@ -19,11 +19,11 @@ from harness.claims.registry import UNKNOWN, Claim
 from harness.config import RunConfig
 from harness.common.stats import detectable_shortfall, items_needed
 from harness.common.headline import headline_task
+from harness.common.price_match import PriceMatch
 
 CONSISTENT, BELOW, ABOVE, UNDERPOWERED, NOT_MEASURED = (
     "consistent", "below claim", "above claim", "underpowered", "not measured")
 POWER_SHORTFALL = 0.02  # "to detect a 2-point shortfall you need N items"
-PRICE_FIELDS = {"input": "input_per_mtok", "cached_input": "cached_input_per_mtok", "output": "output_per_mtok"}
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,9 @@ def claims_for_run(claims: list[Claim], cfg: RunConfig) -> list[Claim]:
     return chosen
 
 
-def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_halfwidth: float = 0.10) -> list[Verdict]:
+def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_halfwidth: float = 0.10,
+          price_matches: dict[str, PriceMatch] | None = None) -> list[Verdict]:
+    """`price_matches`: the price book's word on each price claim, on the claim's date (harness.spend.price_claims)."""
     verdicts = []
     task = headline_task(summary)
     headline = summary["tasks"][task] if task is not None else None
@@ -139,14 +141,13 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
                        f"{'—' if math.isnan(detectable) else f'{100 * detectable:.1f}'} points (80% power, 5% level); "
                        f"a {100 * POWER_SHORTFALL:.0f}-point shortfall needs {needed} items"))
         elif claim.kind == "price":
-            used = getattr(cfg.model.pricing, PRICE_FIELDS[claim.metric])
-            status = CONSISTENT if used is not None and abs(used - claim.value) < 1e-9 else (
-                NOT_MEASURED if used is None else (BELOW if used < claim.value else ABOVE))
+            match = (price_matches or {}).get(claim.id)
+            billed = ", ".join(u["price"] for u in summary.get("prices_used") or []) or "nothing bought"
             verdicts.append(Verdict(
-                **common, status=status, measured=used, ci95=None, n=None, task=cfg.task.name, mismatches=(),
-                unknowns=(), cost_usd=summary["cost_usd"],
-                detail=f"the run billed {claim.metric} at ${used} per 1M tokens "
-                       f"({cfg.model.pricing.source}, {cfg.model.pricing.effective_date}); the claim says ${claim.value}"))
+                **common, status=match.status if match else NOT_MEASURED, measured=match.book_value if match else None,
+                ci95=None, n=None, task=cfg.task.name, mismatches=(), unknowns=(), cost_usd=summary["cost_usd"],
+                detail=(match.detail if match else "no price book entry to judge it by")
+                + f"; this run was billed at: {billed}"))
         elif claim.kind == "speed":
             verdicts.append(speed_verdict(claim, common, summary.get("speed"), cfg.task.name))
     return verdicts

@@ -16,13 +16,15 @@ from typing import Any
 from lm_eval.api.model import LM
 from tqdm.auto import tqdm
 
-from harness.spend.budget import BudgetGuard, DryRun, History, estimate, prompt_bytes, worst_case_cost
+from harness.spend.budget import BudgetGuard, prompt_bytes, worst_case_cost
+from harness.spend.dry_run import DryRun, History, estimate
 from harness.endpoints.cache import ResponseCache, cache_key
 from harness.config import ModelConfig
 from harness.common.doc_key import doc_key
 from harness.common.exchange import ChatRequest, Completion, ResponseRecord, SampleError, Usage
 from harness.endpoints.base import Endpoint, EndpointError, RequestFailed
-from harness.spend.pricing import request_cost_usd
+from harness.spend.price_book import PriceLedger, PriceSchedule, inline_schedule
+from harness.spend.pricing import gpu_time_cost_usd
 
 LM_EVAL_DEFAULT_MAX_GEN_TOKS = 256
 # When this many requests have failed and none has succeeded, the cause is systematic (a parameter
@@ -92,6 +94,8 @@ class EndpointLM(LM):
         budget_usd: float | None = None,
         dry_run: bool = False,
         history: History | None = None,
+        prices: PriceSchedule | None = None,
+        off_peak_window: str = "off-peak",
     ):
         super().__init__()
         self.endpoint = endpoint
@@ -106,6 +110,9 @@ class EndpointLM(LM):
         self.budget = BudgetGuard(budget_usd) if budget_usd is not None else None
         self.dry_run = dry_run
         self.history = history
+        self.prices = prices or inline_schedule(model.pricing)
+        self.ledger = PriceLedger()  # what was bought at which price: the piecewise bill
+        self.off_peak_window = off_peak_window
         self._chat_applied = False
 
     # -- lm-eval chat support: messages travel as JSON and are sent as chat messages, not a string
@@ -156,13 +163,28 @@ class EndpointLM(LM):
             repeat_counter[slot] += 1
         if self.dry_run:
             raise DryRun(estimate([(request, self._cached(request)) for *_, request in planned],
-                                  self.model.pricing, self.history))
+                                  self.prices, self.history, self.model.concurrency, window=self.off_peak_window))
         return asyncio.run(self._generate_all(planned, disable_tqdm))
 
-    def response_cost(self, completion: Completion) -> float:
-        """List price at the time the response completed; self-hosted: its share of GPU time."""
-        return request_cost_usd(completion.usage, self.model.pricing, at=dt.datetime.now(dt.timezone.utc),
-                                gpu_seconds=completion.latency_s / max(1, self.model.concurrency))
+    def response_cost(self, completion: Completion, at: dt.datetime | None = None, batch: bool = False) -> float:
+        """The book's price in force when the response completed (its period, time-of-day window, batch
+        discount), counted into the ledger; self-hosted: plus its share of GPU time."""
+        quote = self.prices.quote(completion.usage, at or dt.datetime.now(dt.timezone.utc), batch=batch)
+        self.ledger.add(quote, completion.usage)
+        gpu_seconds = completion.latency_s / max(1, self.model.concurrency)
+        return quote.cost_usd + gpu_time_cost_usd(gpu_seconds, self.model.pricing)
+
+    def price_records(self) -> dict[str, Any]:
+        """For summary.json: the book's periods in force while this run bought answers, the piecewise bill
+        (what was bought at which period · window · batch), and how long generation held the slots."""
+        spend = self.spend
+        start, end = (dt.datetime.fromtimestamp(t, dt.timezone.utc) if t else None
+                      for t in (spend.first_request_at, spend.last_response_at))
+        seconds = (spend.last_response_at - spend.first_request_at) if start and end else None
+        return {"pricing": self.prices.describe(start, end) if start else self.prices.describe(),
+                "prices_used": self.ledger.to_list(),
+                "generation": {"seconds": seconds, "requests_sent": spend.requests_sent,
+                               "concurrency": self.model.concurrency, "batch": self.model.batch}}
 
     def _cached(self, request: ChatRequest) -> bool:
         return self.cache is not None and self.cache.get(cache_key(self.endpoint.identity, request)) is not None
@@ -173,7 +195,7 @@ class EndpointLM(LM):
         if self.budget is None:
             completion = await self.endpoint.complete(request, doc_key=key_of_doc)
             return completion, self.response_cost(completion)
-        worst = worst_case_cost(request, self.model.pricing)
+        worst = worst_case_cost(request, self.prices.worst_rates())
         if not await self.budget.reserve(worst):
             raise RequestFailed(
                 f"not sent: budget.max_usd={self.budget.max_usd:g} would be exceeded (spent "

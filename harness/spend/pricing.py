@@ -13,14 +13,15 @@ from harness.common.exchange import Usage
 _PER_TOKEN = 1e-6
 
 
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
+def _seconds(clock: str) -> int:
+    """"HH:MM" or "HH:MM:SS" -> seconds after midnight."""
+    parts = [int(p) for p in clock.split(":")]
+    return parts[0] * 3600 + parts[1] * 60 + (parts[2] if len(parts) > 2 else 0)
 
 
 def in_window(window: PriceWindow, at: dt.datetime) -> bool:
     at = at.astimezone(dt.timezone.utc)
-    now, start, end = at.hour * 60 + at.minute, _minutes(window.start_utc), _minutes(window.end_utc)
+    now, start, end = at.hour * 3600 + at.minute * 60 + at.second, _seconds(window.start_utc), _seconds(window.end_utc)
     return start <= now < end if start <= end else (now >= start or now < end)  # wraps past midnight
 
 

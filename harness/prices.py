@@ -1,0 +1,113 @@
+"""`python -m harness.prices [model] [--at DATE]`: the price book, one model or all, with each period's
+sources; with --at, only the period in force then (and the window, if DATE has a time of day).
+`--claims`: every price claim in the registry judged against the book on the claim's date."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from harness.config import ConfigError
+from harness.claims.registry import CLAIMS_DIR, load_claims
+from harness.spend.price_book import PriceBook, PriceSchedule, PricePeriod, load_book, parse_time
+from harness.spend.price_claims import match_price_claim
+
+MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "conf" / "model"
+
+
+def book_id(name: str) -> str:
+    """A model config's name (v4-flash) or a book id (deepseek-v4-flash) -> the book id."""
+    path = MODEL_CONFIGS / f"{name}.yaml"
+    if path.is_file():
+        book = ((yaml.safe_load(path.read_text()) or {}).get("pricing") or {}).get("book")
+        if not book:
+            raise ConfigError(f"model config {name} has inline prices (pricing.book is null): see {path}")
+        return book
+    return name
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"${value:g}"
+
+
+def format_period(period: PricePeriod, current: bool = False) -> list[str]:
+    r = period.rates
+    lines = [f"  {'*' if current else ' '} {period.id:<22} {period.span():<24} in {_rate(r.input_per_mtok)}  "
+             f"cache hit {_rate(r.cached_input_per_mtok)}  out {_rate(r.output_per_mtok)}"
+             + (f"  cache write {_rate(r.cache_write_per_mtok)}" if r.cache_write_per_mtok is not None else "")
+             + (f"  batch -{period.batch_discount:.0%}" if period.batch_discount else "")]
+    for w in r.windows:
+        lines.append(f"        window {w.name or '?'} {w.start_utc}-{w.end_utc} UTC: in {_rate(w.input_per_mtok)}  "
+                     f"cache hit {_rate(w.cached_input_per_mtok)}  out {_rate(w.output_per_mtok)}")
+    if period.long_context:
+        lc = period.long_context
+        lines.append(f"        prompts over {lc.above_input_tokens:,} tokens: in {_rate(lc.input_per_mtok)}  "
+                     f"out {_rate(lc.output_per_mtok)}")
+    if period.promotion:
+        lines.append(f"        promotion: {period.promotion}")
+    for source in period.sources:
+        lines.append(f"        {'source' if source.used else 'also  '} ({source.kind}, retrieved {source.retrieved}): "
+                     f"{source.title or ''} {source.url}".rstrip())
+    for d in period.disagreements:
+        lines.append(f"        disagrees ({d.source.kind}): {d.source.title or d.source.url} says {d.says}"
+                     + (f" — not used: {d.why_not_used}" if d.why_not_used else ""))
+    if period.note:
+        lines.append(f"        note: {period.note}")
+    return lines
+
+
+def format_schedule(schedule: PriceSchedule, at: str | None = None) -> str:
+    lines = [f"{schedule.model} ({schedule.provider}, USD per 1M tokens; {schedule.book_file})"]
+    when = parse_time(at, "--at") if at else None
+    periods = [schedule.period_at(when)] if when else schedule.periods
+    for period in periods:
+        lines += format_period(period, current=when is not None)
+    if when is not None:
+        if not schedule.in_book(when):
+            lines.append(f"    {at} is outside every period: the nearest one is shown")
+        _, _, window, _ = schedule.rates_at(when)
+        if "T" in at or " " in at.strip():
+            lines.append(f"    at {when:%Y-%m-%d %H:%M} UTC: " + (f"window {window}" if window else "base rates"))
+    return "\n".join(lines)
+
+
+def price_claim_lines(book: PriceBook, claims_dir: str | None = None, model: str | None = None) -> list[str]:
+    """One dated verdict per price claim (of `model` only, when given)."""
+    lines = []
+    for claim in load_claims(Path(claims_dir) if claims_dir else CLAIMS_DIR):
+        if claim.kind != "price" or (model and claim.model != model):
+            continue
+        if claim.model is None:
+            lines.append(f"{claim.id}: no model config for {claim.model_as_named}: not judged")
+            continue
+        match = match_price_claim(book.schedule(book_id(claim.model)), claim.metric, claim.value, claim.source.date)
+        lines.append(f"{claim.id} ({claim.source.publication}, {claim.source.date}): {match.status.upper()} — {match.detail}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.prices", description=__doc__.split("\n")[0])
+    parser.add_argument("model", nargs="?", help="a model config name (v4-flash) or book id (deepseek-v4-flash)")
+    parser.add_argument("--at", help="a date or UTC time (2026-05-01, 2026-06-01T17:00Z): the prices in force then")
+    parser.add_argument("--dir", help="another price-book folder (default conf/prices)")
+    parser.add_argument("--claims", action="store_true", help="judge the registry's price claims by their dates")
+    parser.add_argument("--claims-dir", help="another claims folder (default conf/claims)")
+    args = parser.parse_args(argv)
+    try:
+        book = load_book(args.dir)
+        if args.claims:
+            print("\n".join(price_claim_lines(book, args.claims_dir, args.model)) or "no price claims")
+            return 0
+        schedules = [book.schedule(book_id(args.model))] if args.model else list(book.schedules.values())
+        print("\n\n".join(format_schedule(s, args.at) for s in schedules))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
