@@ -152,6 +152,10 @@ def run(raw_cfg: Any) -> RunResult:
     from harness.spend.price_book import schedule_for
 
     prices = schedule_for(cfg.model.pricing)  # a wrong book entry fails here, before anything is sent
+    if cfg.model.batch and not cfg.dry_run:
+        from harness.endpoints.batch import check_batch_config
+
+        check_batch_config(cfg.model, cfg.cache.enabled, prices.period_at(dt.datetime.now(dt.timezone.utc)).batch_discount)
 
     # Heavy imports only once the cheap checks passed.
     from lm_eval import simple_evaluate
@@ -199,7 +203,8 @@ def run(raw_cfg: Any) -> RunResult:
                                 show_progress=cfg.progress, on_error=folder.append_error,
                                 budget_usd=cfg.budget.max_usd, dry_run=cfg.dry_run,
                                 history=read_history(cfg.results_dir, cfg.model.name, cfg.task.name)
-                                if cfg.dry_run else None, prices=prices, off_peak_window=cfg.schedule.window)
+                                if cfg.dry_run else None, prices=prices, off_peak_window=cfg.schedule.window,
+                                batch_dir=str(Path(cfg.results_dir) / "batches"))
                 if cfg.schedule.off_peak and not cfg.dry_run:
                     wait_for_window(prices, cfg.schedule.window, show=cfg.progress)
                 replay_report = None

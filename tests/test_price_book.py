@@ -258,3 +258,44 @@ def test_every_price_claim_in_the_registry_gets_a_dated_verdict():
     for claim, line in zip(price_claims, lines):
         assert line.startswith(claim.id) and claim.source.date in line
         assert any(s in line for s in ("CONSISTENT", "ABOVE CLAIM", "BELOW CLAIM")), line
+
+
+# ----------------------------------------------------------------------------------- the cheapest way
+
+def test_the_dry_run_prices_the_plan_now_through_batch_and_off_peak(tmp_path):
+    from harness.common.exchange import ChatRequest
+    from harness.spend.dry_run import History, estimate
+
+    schedule = load_book(two_periods(tmp_path)).schedule("m-1")
+    request = ChatRequest(messages=({"role": "user", "content": "x" * 400},), model_id="m", params={"max_tokens": 50})
+    history = History(runs=1, input_tokens_per_prompt_byte=0.25, output_tokens_per_request=20,
+                      slot_seconds_per_request=3.0)
+    noon = dt.datetime(2026, 6, 2, 12, 0, tzinfo=UTC)
+    plan = estimate([(request, False)] * 4 + [(request, True)], schedule, history, concurrency=2, now=noon)
+    ways = {w.way: w for w in plan.ways}
+    per_request_standard = (100 * 0.435 + 20 * 0.87) / 1e6
+    assert plan.cost_usd == ways["standard"].cost_usd == pytest.approx(4 * per_request_standard)
+    assert ways["batch"].cost_usd == pytest.approx(2 * per_request_standard)
+    assert ways["off-peak"].cost_usd == pytest.approx(4 * (100 * 0.2 + 20 * 0.4) / 1e6)
+    assert ways["off-peak"].starts_at.startswith("2026-06-02T16:30")
+    # 4 requests at concurrency 2: two rounds of 3 s; off-peak adds the 4.5 h wait.
+    assert ways["standard"].best_wall_s == pytest.approx(6.0)
+    assert ways["off-peak"].best_wall_s == pytest.approx(4.5 * 3600 + 6.0)
+    assert ways["batch"].longest_wall_s == 24 * 3600
+    launch = estimate([(request, False)], schedule, history, now=dt.datetime(2026, 4, 30, tzinfo=UTC))
+    assert {w.way: w.cost_usd for w in launch.ways}["batch"] is None  # no batch API in that period
+
+
+def test_off_peak_waits_for_the_window_and_says_when_it_opens(tmp_path, capsys):
+    from harness.spend.off_peak import wait_for_window
+
+    schedule = load_book(two_periods(tmp_path)).schedule("m-1")
+    slept: list[float] = []
+    waited = wait_for_window(schedule, "off-peak", show=False, now=dt.datetime(2026, 6, 2, 16, 0, tzinfo=UTC),
+                             sleep=slept.append)
+    assert waited == pytest.approx(1800) and sum(slept) == pytest.approx(1800)
+    assert "opens 2026-06-02 16:30 UTC and closes 00:30 UTC" in capsys.readouterr().out
+    assert wait_for_window(schedule, "off-peak", show=False, now=dt.datetime(2026, 6, 2, 23, 0, tzinfo=UTC),
+                           sleep=slept.append) == 0.0
+    with pytest.raises(ConfigError, match="schedule.off_peak=false"):
+        wait_for_window(schedule, "happy-hour", show=False, now=dt.datetime(2026, 6, 2, 23, 0, tzinfo=UTC))

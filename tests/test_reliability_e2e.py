@@ -203,10 +203,19 @@ def test_dry_run_needs_no_key_and_starts_no_server(workdir, monkeypatch):
     (plan,) = [json.loads(p.read_text()) for p in workdir.glob("runs/*/dry_run.json")]
     estimate = plan["estimate"]
     assert (estimate["requests"], estimate["cached"]) == (5, 0)
-    # No history: prompt bytes / 4 at $0.14 per 1M, plus max_tokens (8192) of output at $0.28 per 1M.
+    # No history: prompt bytes / 4 at the book's input price now, plus max_tokens (8192) of output.
+    import datetime as dt
+
+    from harness.spend.price_book import load_book
+
+    rates, period, window, _ = load_book().schedule("deepseek-v4-flash").rates_at(dt.datetime.now(dt.timezone.utc))
     assert estimate["output_tokens"] == 5 * 8192
     assert estimate["cost_usd"] == pytest.approx(
-        (estimate["prompt_bytes"] / 4 * 0.14 + 5 * 8192 * 0.28) / 1e6, rel=1e-3)
+        (estimate["prompt_bytes"] / 4 * rates.input_per_mtok + 5 * 8192 * rates.output_per_mtok) / 1e6, rel=1e-3)
+    ways = {w["way"]: w for w in estimate["ways"]}
+    assert ways["standard"]["price"] == " · ".join(p for p in (period.id, window) if p)
+    assert ways["batch"]["cost_usd"] is None  # DeepSeek has no batch API
+    assert "ways to run it" in paid.stdout
     local = run_harness("dry_run=true", *data)  # the default model: a managed llama.cpp server
     assert local.returncode == 0, local.stderr[-3000:]
     assert not list(workdir.glob("runs/*/server.log")) and "nothing was sent" in local.stdout

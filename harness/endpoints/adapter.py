@@ -96,6 +96,7 @@ class EndpointLM(LM):
         history: History | None = None,
         prices: PriceSchedule | None = None,
         off_peak_window: str = "off-peak",
+        batch_dir: str | None = None,
     ):
         super().__init__()
         self.endpoint = endpoint
@@ -113,6 +114,9 @@ class EndpointLM(LM):
         self.prices = prices or inline_schedule(model.pricing)
         self.ledger = PriceLedger()  # what was bought at which price: the piecewise bill
         self.off_peak_window = off_peak_window
+        self.batch_dir = batch_dir
+        self._bought_in_batch: set[str] = set()  # cache keys answered by a batch during this run
+        self._batch_failed: dict[str, RequestFailed] = {}  # not retried online (model.batch_retry_online=false)
         self._chat_applied = False
 
     # -- lm-eval chat support: messages travel as JSON and are sent as chat messages, not a string
@@ -214,7 +218,55 @@ class EndpointLM(LM):
         finally:
             await self.budget.settle(worst, actual)
 
+    async def _batch_phase(self, planned, disable_tqdm: bool) -> None:
+        """model.batch: every uncached request through the provider's batch API, answers into the cache
+        at the batch price; what the batch failed is left for the online pass (or recorded as failed)."""
+        from harness.endpoints.batch import BatchJournal, BatchRunner
+        from harness.endpoints.batch_apis import batch_api
+
+        pending: dict[str, ChatRequest] = {}
+        for *_, request in planned:
+            key = cache_key(self.endpoint.identity, request)
+            if key not in pending and (self.cache is None or self.cache.get(key) is None):
+                pending[key] = request
+        if not pending:
+            return
+        if self.budget is not None:  # the batch is sent at once: admit what fits, the rest is refused later
+            worst = {k: worst_case_cost(r, self.prices.worst_rates()) for k, r in pending.items()}
+            admitted: dict[str, ChatRequest] = {}
+            for key, request in pending.items():
+                if self.budget.try_reserve(worst[key]):
+                    admitted[key] = request
+            pending = admitted
+        self.spend.first_request_at = self.spend.first_request_at or time.time()
+
+        def on_result(key: str, outcome: Completion | RequestFailed, completed_at: float) -> None:
+            worst_usd = worst_case_cost(pending[key], self.prices.worst_rates()) if self.budget else 0.0
+            if isinstance(outcome, RequestFailed):
+                if self.budget is not None:
+                    self.budget.settle_now(worst_usd, 0.0)
+                if not self.model.batch_retry_online:
+                    self._batch_failed[key] = outcome
+                return
+            cost = self.response_cost(outcome, dt.datetime.fromtimestamp(completed_at, dt.timezone.utc), batch=True)
+            if self.budget is not None:
+                self.budget.settle_now(worst_usd, cost)
+            assert self.cache is not None  # check_batch_config: batch mode needs the cache
+            self.cache.put(key, pending[key], outcome, cost)
+            self._bought_in_batch.add(key)
+            self.spend.last_response_at = time.time()
+
+        api = batch_api(self.model, getattr(self.endpoint, "base_url", None))
+        try:
+            await BatchRunner(api, BatchJournal(self.batch_dir or "results/batches", self.endpoint.identity),
+                              self.model.batch_poll_s, show_progress=self.show_progress and not disable_tqdm
+                              ).run(pending, on_result)
+        finally:
+            await api.aclose()
+
     async def _generate_all(self, planned, disable_tqdm: bool) -> list[str]:
+        if self.model.batch:
+            await self._batch_phase(planned, disable_tqdm)
         texts: list[str] = [""] * len(planned)
         bar = tqdm(total=len(planned), desc=f"{self.model.name}", unit="req",
                    disable=disable_tqdm or not self.show_progress)
@@ -234,8 +286,18 @@ class EndpointLM(LM):
         async def one(index: int, slot: tuple[str, int], key_of_doc: str, repeat: int, request: ChatRequest) -> None:
             key = cache_key(self.endpoint.identity, request)
             hit = self.cache.get(key) if self.cache is not None else None
+            bought_now = key in self._bought_in_batch
+            if key in self._batch_failed:
+                exc = self._batch_failed[key]
+                error = SampleError(slot[0], slot[1], key_of_doc, repeat, key, exc.kind, exc.status, str(exc))
+                self.errors[slot].append(error)
+                self.spend.errors += 1
+                self.on_error(error)
+                bar.update(1)
+                return
             if hit is not None:
                 completion, cost = hit
+                self._bought_in_batch.discard(key)  # a repeat of the same request is a cache hit
             else:
                 if self.spend.first_request_at is None:
                     self.spend.first_request_at = time.time()
@@ -259,7 +321,7 @@ class EndpointLM(LM):
                 if self.cache is not None:
                     self.cache.put(key, request, completion, cost)
             record = ResponseRecord(slot[0], slot[1], key_of_doc, repeat, key, completion, cost,
-                                    from_cache=hit is not None)
+                                    from_cache=hit is not None and not bought_now)
             self.records[slot].append(record)
             self.spend.add(record, prompt_bytes(request))
             self.on_response(record)

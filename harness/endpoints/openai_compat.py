@@ -217,7 +217,7 @@ class OpenAICompatEndpoint:
             answer = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the parser, a 5,000-digit int
             raise BadAnswer("malformed", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        _check_answer(answer)
+        check_answer(answer)
         return answer, None
 
     async def _streamed(self, wire: JsonWire, body: dict[str, Any]) -> tuple[dict[str, Any], StreamTiming]:
@@ -241,7 +241,7 @@ class OpenAICompatEndpoint:
                 raise Interrupted("connection", f"the connection was cut mid-answer ({exc.detail}) after the "
                                                  f"server had started answering") from None
             raise
-        _check_answer(answer)
+        check_answer(answer)
         return answer, timing
 
     def _where(self, request: ChatRequest) -> str:
@@ -337,7 +337,7 @@ def _request_body(kwargs: dict[str, Any], stream: bool) -> dict[str, Any]:
     return body
 
 
-def _check_answer(answer: Any) -> None:
+def check_answer(answer: Any) -> None:
     """BadAnswer for a 200 we cannot use: not a chat.completion, no choices, or an empty answer that
     is neither cut off by max_tokens nor explained by reasoning (the server failing to answer, not the
     model answering wrongly: retried, then an error)."""

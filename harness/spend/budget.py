@@ -73,6 +73,18 @@ class BudgetGuard:
                     return False
                 await changed.wait()  # a request in flight may come back cheaper than its worst case
 
+    def try_reserve(self, worst_usd: float) -> bool:
+        """Reserve without waiting (a batch is sent at once: nothing in flight will come back first)."""
+        if self.exhausted or self.spent_usd + self.reserved_usd + worst_usd > self.max_usd:
+            return False
+        self.reserved_usd += worst_usd
+        return True
+
+    def settle_now(self, worst_usd: float, actual_usd: float) -> None:
+        """`settle` outside the event loop's waiters (batch results, read in order)."""
+        self.reserved_usd = max(0.0, self.reserved_usd - worst_usd)
+        self.spent_usd += actual_usd
+
     async def settle(self, worst_usd: float, actual_usd: float) -> None:
         changed = self._condition()
         async with changed:

@@ -1,0 +1,168 @@
+"""`model.batch=true`: a run's uncached requests go out as one provider batch, billed at the book's batch
+discount, and come back into the same response cache as online answers.
+
+Nothing is submitted twice. A journal file per batch (results/batches/<tag>.json) is written before the
+batch is created (state "submitting", with every custom_id and the cache key it stands for) and again
+the moment the provider returns the batch id. A run killed at any point and started again finds its
+open journals, polls those batches and reads their results; only requests no open journal covers are
+submitted anew. (OpenAI batches carry the journal's tag in their metadata, so even a kill between the
+create call and the journal write is found; Anthropic's carry no metadata, so that one window of a few
+milliseconds can submit again.) Results go to the cache row by row as they are read, so a kill while
+reading loses nothing either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from harness.common.exchange import ChatRequest, Completion
+from harness.config import ConfigError, ModelConfig
+from harness.endpoints.base import EndpointError, RequestFailed
+from harness.endpoints.batch_apis import BATCH_PROVIDERS, BatchAPI, BatchState, new_tag
+
+# Per batch at most (OpenAI: 50,000 requests and 200 MB of input; Anthropic: 100,000 requests, 256 MB).
+MAX_ITEMS_PER_BATCH = 50_000
+
+
+def check_batch_config(model: ModelConfig, cache_enabled: bool, batch_discount: float | None) -> None:
+    """Refuse what cannot work before anything is sent, naming the fix."""
+    if not model.batch:
+        return
+    if model.provider not in BATCH_PROVIDERS:
+        raise ConfigError(f"model.batch=true sends through {' or '.join(BATCH_PROVIDERS.values())}; model "
+                          f"'{model.name}' is provider {model.provider!r}. Use model.batch=false.")
+    if not cache_enabled:
+        raise ConfigError("model.batch=true needs the response cache (answers arrive long after they are asked "
+                          "for, and a resumed run reads them from there): set cache.enabled=true")
+    if batch_discount is None:
+        raise ConfigError(f"model.batch=true, but the price book has no batch price for model '{model.name}' now; "
+                          f"add batch_discount to its period in conf/prices/ or use model.batch=false")
+
+
+class BatchJournal:
+    """One JSON file per batch, replaced atomically: what was submitted and where it stands."""
+
+    def __init__(self, folder: str | Path, identity: str):
+        self.folder = Path(folder)
+        self.identity = identity
+
+    def open_entries(self) -> list[dict[str, Any]]:
+        entries = []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                entry = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if entry.get("endpoint") == self.identity and entry.get("state") != "read":
+                entries.append(entry)
+        return entries
+
+    def write(self, entry: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{entry['tag']}.json"
+        temporary = path.with_suffix(".tmp")
+        with open(temporary, "w") as handle:
+            json.dump(entry, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+
+OnResult = Callable[[str, "Completion | RequestFailed", float], None]  # cache key, outcome, completed at (unix s)
+
+
+class BatchRunner:
+    def __init__(self, api: BatchAPI, journal: BatchJournal, poll_s: float, show_progress: bool = True):
+        self.api = api
+        self.journal = journal
+        self.poll_s = poll_s
+        self.show_progress = show_progress
+
+    async def run(self, pending: dict[str, ChatRequest], on_result: OnResult) -> None:
+        """Every request in `pending` (cache key -> request) answered through a batch, or reported as
+        failed, via `on_result`; open batches from an interrupted run are polled, not re-submitted."""
+        entries = []
+        covered: set[str] = set()
+        for entry in self.journal.open_entries():
+            if entry.get("state") == "submitting":
+                found = await self.api.find(entry["tag"])
+                if found is None:  # the create call never happened (or cannot be found): submit those again
+                    continue
+                entry.update(batch_id=found, state="submitted")
+                self.journal.write(entry)
+            entries.append(entry)
+            covered |= set(entry["items"].values())
+        if covered & set(pending):
+            print(f"[harness] batch: resuming {len(entries)} batch(es) submitted earlier "
+                  f"({', '.join(e['batch_id'] for e in entries)}); polling, not re-submitting", flush=True)
+        fresh = [(key, request) for key, request in pending.items() if key not in covered]
+        for start in range(0, len(fresh), MAX_ITEMS_PER_BATCH):
+            entries.append(await self._submit(fresh[start:start + MAX_ITEMS_PER_BATCH]))
+        for entry in entries:
+            await self._collect(entry, pending, on_result)
+
+    async def _submit(self, chunk: list[tuple[str, ChatRequest]]) -> dict[str, Any]:
+        tag = new_tag()
+        items = {f"h{tag}-{i}": key for i, (key, _) in enumerate(chunk)}
+        entry = {"tag": tag, "endpoint": self.journal.identity, "api": self.api.name, "state": "submitting",
+                 "batch_id": None, "submitted_at": time.time(), "items": items}
+        self.journal.write(entry)  # before the create call: a kill after it is found by the tag
+        entry["batch_id"] = await self.api.submit([(cid, request) for cid, (_, request) in zip(items, chunk)], tag)
+        entry["state"] = "submitted"
+        self.journal.write(entry)
+        print(f"[harness] batch: {len(chunk)} request(s) submitted to {self.api.name} as {entry['batch_id']} "
+              f"(journal {self.journal.folder / (tag + '.json')}); stopping now is safe: the same command "
+              f"resumes by polling it", flush=True)
+        return entry
+
+    async def _collect(self, entry: dict[str, Any], pending: dict[str, ChatRequest], on_result: OnResult) -> None:
+        state = await self._wait(entry)
+        if state.status == "failed":  # refused as a whole (e.g. validation): no results to read
+            entry["state"] = "read"
+            self.journal.write(entry)
+            for custom_id, key in entry["items"].items():
+                if key in pending:
+                    on_result(key, RequestFailed(f"batch {state.id} {state.status}: {state.problem or 'no results'}",
+                                                 kind="batch_failed"), time.time())
+            return
+        wanted = {cid: pending[key] for cid, key in entry["items"].items() if key in pending}
+        seen: set[str] = set()
+        ended_at = state.ended_at or time.time()
+        async for item in self.api.results(state, wanted):
+            if item.custom_id in seen:
+                continue  # a provider repeating a line: the first answer counts
+            seen.add(item.custom_id)
+            on_result(entry["items"][item.custom_id], item.outcome, ended_at)
+        for custom_id in wanted.keys() - seen:
+            on_result(entry["items"][custom_id], RequestFailed(
+                f"batch {state.id} ({state.status}) has no result for item {custom_id}", kind="batch_missing"), ended_at)
+        entry["state"] = "read"
+        entry["status"] = state.status
+        entry["counts"] = state.counts
+        self.journal.write(entry)
+
+    async def _wait(self, entry: dict[str, Any]) -> BatchState:
+        """Poll until the batch ends, with a progress bar of the provider's counts."""
+        total = len(entry["items"])
+        with tqdm(total=total, desc=f"batch {entry['batch_id']}", unit="req", disable=not self.show_progress) as bar:
+            while True:
+                try:
+                    state = await self.api.state(entry["batch_id"])
+                except Exception as exc:  # the SDK's own retries are spent: the batch is still there
+                    raise EndpointError(f"cannot read batch {entry['batch_id']} from {self.api.name}: "
+                                        f"{type(exc).__name__}: {str(exc)[:300]}. Re-run the same command to "
+                                        f"resume polling it.") from None
+                done = sum(v for k, v in state.counts.items() if k not in ("total", "processing"))
+                bar.n = min(total, done)
+                bar.set_postfix_str(state.status, refresh=True)
+                if state.ended:
+                    return state
+                await asyncio.sleep(self.poll_s)

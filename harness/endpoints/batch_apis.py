@@ -1,0 +1,220 @@
+"""The two batch APIs a run can be sent through, behind one small interface: submit a list of requests,
+read the batch's state, stream its results. Shapes as documented:
+
+- OpenAI Batch API (platform.openai.com/docs/guides/batch, /docs/api-reference/batch): a JSONL file of
+  {"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"} uploaded with purpose "batch",
+  a batch over it with completion_window "24h"; statuses validating, in_progress, finalizing, completed,
+  failed, expired, cancelling, cancelled; results in output_file_id (one line per answered request,
+  {"custom_id", "response": {"status_code", "body"}, "error"}) and error_file_id (failed and, for an
+  expired batch, unprocessed requests, code "batch_expired").
+- Anthropic Message Batches (docs.anthropic.com/en/docs/build-with-claude/batch-processing,
+  /en/api/creating-message-batches): {"requests": [{"custom_id", "params"}]}; processing_status
+  in_progress, canceling, ended; results as JSONL, each {"custom_id", "result": {"type": "succeeded",
+  "message"} | {"type": "errored", "error"} | {"type": "canceled"} | {"type": "expired"}}.
+
+Both SDKs are used here (this is the control plane: a handful of calls per run, with the SDKs' own
+retries); answers are parsed by the same code as online answers, usage checks included.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from harness.common.exchange import ChatRequest, Completion
+from harness.config import ModelConfig
+from harness.endpoints.anthropic_format import build_message_kwargs, normalize_base_url, parse_message
+from harness.endpoints.base import RequestFailed
+from harness.endpoints.openai_compat import check_answer, resolve_api_key
+from harness.endpoints.openai_format import build_request_kwargs, parse_chat_completion
+from harness.endpoints.retries import AttemptFailed
+
+CONTROL_RETRIES = 5  # SDK retries for submit / poll / download calls (cheap, idempotent reads)
+BATCH_PROVIDERS = {"openai": "the OpenAI Batch API", "anthropic": "Anthropic Message Batches"}
+
+
+@dataclass(frozen=True)
+class BatchState:
+    id: str
+    status: str            # the provider's own word
+    ended: bool            # nothing more will change
+    counts: dict[str, int] = field(default_factory=dict)
+    ended_at: float | None = None  # unix seconds
+    problem: str = ""      # why a batch failed as a whole (validation errors)
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One request's outcome in the batch: its answer, or why there is none."""
+
+    custom_id: str
+    outcome: Completion | RequestFailed
+
+
+class BatchAPI(Protocol):
+    name: str
+
+    async def submit(self, items: list[tuple[str, ChatRequest]], tag: str) -> str: ...
+
+    async def find(self, tag: str) -> str | None: ...
+
+    async def state(self, batch_id: str) -> BatchState: ...
+
+    def results(self, state: BatchState, requests: dict[str, ChatRequest]) -> AsyncIterator[ItemResult]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _failed(custom_id: str, kind: str, message: str, status: int | None = None) -> ItemResult:
+    return ItemResult(custom_id, RequestFailed(f"batch item {custom_id}: {message}", kind=kind, status=status))
+
+
+class OpenAIBatches:
+    name = "OpenAI Batch API"
+
+    def __init__(self, model: ModelConfig, base_url: str):
+        import openai
+
+        self.model = model
+        self.client = openai.AsyncOpenAI(api_key=resolve_api_key(model), base_url=base_url,
+                                         max_retries=CONTROL_RETRIES, timeout=model.request_timeout_s)
+
+    async def submit(self, items: list[tuple[str, ChatRequest]], tag: str) -> str:
+        """Upload the JSONL and create the batch; `tag` goes into its metadata so a run killed between
+        the create call and the journal finds it again (`find`)."""
+        lines = []
+        for custom_id, request in items:
+            kwargs = build_request_kwargs(self.model, request)
+            body = {k: v for k, v in kwargs.items() if k != "extra_body"} | (kwargs.get("extra_body") or {})
+            lines.append(json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+                                     "body": body}, ensure_ascii=False))
+        upload = await self.client.files.create(
+            file=("harness-batch.jsonl", io.BytesIO(("\n".join(lines) + "\n").encode())), purpose="batch")
+        batch = await self.client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                                 completion_window=self.model.batch_completion_window,
+                                                 metadata={"harness_tag": tag})
+        return batch.id
+
+    async def find(self, tag: str) -> str | None:
+        async for batch in self.client.batches.list(limit=100):
+            if (batch.metadata or {}).get("harness_tag") == tag:
+                return batch.id
+        return None
+
+    async def state(self, batch_id: str) -> BatchState:
+        batch = await self.client.batches.retrieve(batch_id)
+        counts = batch.request_counts.model_dump() if batch.request_counts else {}
+        ended_at = next((t for t in (batch.completed_at, batch.expired_at, batch.cancelled_at, batch.failed_at) if t),
+                        None)
+        problem = "; ".join(f"{e.code}: {e.message}" for e in (batch.errors.data or [])) if batch.errors else ""
+        self._files = getattr(self, "_files", {})
+        self._files[batch_id] = (batch.output_file_id, batch.error_file_id)
+        return BatchState(batch.id, batch.status, batch.status in ("completed", "failed", "expired", "cancelled"),
+                          counts, float(ended_at) if ended_at else None, problem)
+
+    async def _lines(self, file_id: str | None) -> AsyncIterator[dict[str, Any]]:
+        if not file_id:
+            return
+        async with self.client.files.with_streaming_response.content(file_id) as response:
+            async for line in response.iter_lines():
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        continue  # a line we cannot read: its request counts as missing (retried online)
+
+    async def results(self, state: BatchState, requests: dict[str, ChatRequest]) -> AsyncIterator[ItemResult]:
+        output_id, error_id = getattr(self, "_files", {}).get(state.id, (None, None))
+        for file_id in (output_id, error_id):
+            async for line in self._lines(file_id):
+                custom_id = str(line.get("custom_id"))
+                request = requests.get(custom_id)
+                if request is None:
+                    continue
+                response, error = line.get("response") or {}, line.get("error")
+                body = response.get("body") if isinstance(response, dict) else None
+                if response.get("status_code") == 200 and isinstance(body, dict) and not error:
+                    try:
+                        check_answer(body)
+                        yield ItemResult(custom_id, parse_chat_completion(body, 0.0, request.stop, request))
+                    except AttemptFailed as exc:
+                        yield _failed(custom_id, exc.kind, exc.detail)
+                    except RequestFailed as exc:
+                        yield ItemResult(custom_id, exc)
+                    continue
+                if isinstance(error, dict):
+                    code = str(error.get("code") or "error")
+                    yield _failed(custom_id, "expired" if code == "batch_expired" else "batch_error",
+                                  f"{code}: {str(error.get('message'))[:300]}")
+                else:
+                    message = (body or {}).get("error", {}).get("message") if isinstance(body, dict) else None
+                    yield _failed(custom_id, "batch_error", f"HTTP {response.get('status_code')}: {str(message)[:300]}",
+                                  status=response.get("status_code") if isinstance(response.get("status_code"), int) else None)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+class AnthropicBatches:
+    name = "Anthropic Message Batches"
+
+    def __init__(self, model: ModelConfig, base_url: str | None):
+        import anthropic
+
+        self.model = model
+        self.client = anthropic.AsyncAnthropic(api_key=resolve_api_key(model),
+                                               base_url=normalize_base_url(base_url or model.base_url),
+                                               max_retries=CONTROL_RETRIES, timeout=model.request_timeout_s)
+
+    async def submit(self, items: list[tuple[str, ChatRequest]], tag: str) -> str:
+        requests = []
+        for custom_id, request in items:
+            kwargs = build_message_kwargs(self.model, request)
+            params = {k: v for k, v in kwargs.items() if k != "extra_body"} | (kwargs.get("extra_body") or {})
+            requests.append({"custom_id": custom_id, "params": params})
+        batch = await self.client.messages.batches.create(requests=requests)
+        return batch.id
+
+    async def find(self, tag: str) -> str | None:
+        return None  # Message Batches carry no metadata: a batch created by a killed run cannot be told apart
+
+    async def state(self, batch_id: str) -> BatchState:
+        batch = await self.client.messages.batches.retrieve(batch_id)
+        ended_at = batch.ended_at.timestamp() if batch.ended_at else None
+        return BatchState(batch.id, batch.processing_status, batch.processing_status == "ended",
+                          batch.request_counts.model_dump(), ended_at)
+
+    async def results(self, state: BatchState, requests: dict[str, ChatRequest]) -> AsyncIterator[ItemResult]:
+        async for item in await self.client.messages.batches.results(state.id):
+            custom_id, result = item.custom_id, item.result
+            request = requests.get(custom_id)
+            if request is None:
+                continue
+            if result.type == "succeeded":
+                try:
+                    yield ItemResult(custom_id, parse_message(result.message.model_dump(), 0.0, request.stop, request))
+                except RequestFailed as exc:
+                    yield ItemResult(custom_id, exc)
+            elif result.type == "errored":
+                error = getattr(result.error, "error", None)
+                yield _failed(custom_id, "batch_error",
+                              f"{getattr(error, 'type', 'error')}: {str(getattr(error, 'message', ''))[:300]}")
+            else:  # canceled, expired
+                yield _failed(custom_id, "expired" if result.type == "expired" else "canceled", result.type)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def batch_api(model: ModelConfig, base_url: str | None) -> BatchAPI:
+    if model.provider == "anthropic":
+        return AnthropicBatches(model, base_url)
+    return OpenAIBatches(model, base_url or model.base_url or "")
+
+
+def new_tag() -> str:
+    return uuid.uuid4().hex[:12]

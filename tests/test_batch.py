@@ -1,0 +1,139 @@
+"""model.batch=true against loopback fakes of OpenAI's Batch API and Anthropic's Message Batches
+(tests/batch_server.py): answers land in the cache and records like online ones, at half the price;
+a run killed after submitting resumes by polling and never submits again; failed and expired items
+are retried online or recorded as errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.batch_server import AnthropicBatchServer, OpenAIBatchServer
+from tests.conftest import PROJECT_ROOT, run_harness, write_gsm8k
+
+pytestmark = pytest.mark.timeout(300)
+
+N_DOCS = 8
+KEYS = {"OPENAI_API_KEY": "sk-test-openai", "ANTHROPIC_API_KEY": "sk-ant-test"}
+PROVIDERS = {
+    "openai": (OpenAIBatchServer, "gpt-5.5"),
+    "anthropic": (AnthropicBatchServer, "claude-opus-4.7"),
+}
+
+
+def answer(body) -> str:
+    """The right answer to 'Question i: what is i plus i?' in either API's request body."""
+    messages = body.get("messages") or []
+    content = messages[-1]["content"]
+    text = content if isinstance(content, str) else " ".join(part.get("text", "") for part in content)
+    i = int(text.rsplit("what is ", 1)[1].split(" plus")[0])
+    return f"The answer is {2 * i}.\n#### {2 * i}"
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    rows = [(f"Question {i}: what is {i} plus {i}?", f"#### {2 * i}") for i in range(N_DOCS)]
+    return write_gsm8k(tmp_path / "data", test=rows)
+
+
+def args(model: str, server, data: Path, results: Path, *extra: str) -> list[str]:
+    return [f"model={model}", f"model.base_url={server.base_url}", "model.stream=false", "task=gsm8k",
+            f"task.dataset_path={data}", "task.dataset_sha256=null", "task.num_fewshot=0", f"results_dir={results}",
+            f"cache.path={results}/cache.sqlite", "tracking=none", "claims.enabled=false",
+            "model.batch_poll_s=0.2", *extra]
+
+
+def summary_of(results: Path) -> dict:
+    paths = sorted(results.glob("runs/*/summary.json"), key=os.path.getmtime)
+    return json.loads(paths[-1].read_text())
+
+
+def make_server(provider: str, **knobs):
+    cls, model = PROVIDERS[provider]
+    return cls(content_fn=answer, **knobs), model
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_a_batch_run_scores_like_an_online_run_at_half_the_dollars(provider, data, tmp_path):
+    server, model = make_server(provider)
+    with server:
+        batched = run_harness(*args(model, server, data, tmp_path / "batch", "model.batch=true"), env=KEYS)
+        online = run_harness(*args(model, server, data, tmp_path / "online"), env=KEYS)
+        created, online_requests = len(server.batches_created), len(server.online_requests)
+    assert batched.returncode == 0, batched.stderr[-3000:]
+    assert online.returncode == 0, online.stderr[-3000:]
+    assert created == 1 and online_requests == N_DOCS  # the batch run sent nothing online
+    b, o = summary_of(tmp_path / "batch"), summary_of(tmp_path / "online")
+    assert b["tasks"]["gsm8k"]["value"] == o["tasks"]["gsm8k"]["value"] == 1.0
+    assert b["requests_sent"] == N_DOCS and b["cache_hits"] == 0 and b["complete"]
+    assert b["usage"]["input_tokens"] == o["usage"]["input_tokens"] > 0
+    assert b["cost_usd"] == pytest.approx(o["cost_usd"] / 2) and b["cost_usd"] > 0
+    (use,) = b["prices_used"]
+    assert use["price"].endswith("· batch") and use["requests"] == N_DOCS
+    # The answers are in the shared cache: the same command again buys nothing.
+    again = run_harness(*args(model, server, data, tmp_path / "batch", "model.batch=true"), env=KEYS)
+    assert again.returncode == 0 and summary_of(tmp_path / "batch")["cache_hits"] == N_DOCS
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_kill_9_after_submitting_resumes_by_polling_and_never_resubmits(provider, data, tmp_path):
+    server, model = make_server(provider, process_after_s=6.0)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "harness", "progress=false",
+               *args(model, server, data, results, "model.batch=true")]
+    with server:
+        first = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **KEYS},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not any(json.loads(p.read_text()).get("state") == "submitted"
+                      for p in results.glob("batches/*.json")) and time.monotonic() < deadline:
+            assert first.poll() is None, "the run ended before submitting"
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        assert len(server.batches_created) == 1 and not list(results.glob("runs/*/summary.json"))
+        resumed = run_harness(*args(model, server, data, results, "model.batch=true"), env=KEYS)
+        created, online_requests = len(server.batches_created), len(server.online_requests)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming 1 batch(es)" in resumed.stdout and "polling, not re-submitting" in resumed.stdout
+    assert created == 1 and online_requests == 0
+    summary = summary_of(results)
+    assert summary["tasks"]["gsm8k"]["value"] == 1.0 and summary["complete"]
+    assert summary["prices_used"][0]["requests"] == N_DOCS and summary["prices_used"][0]["price"].endswith("· batch")
+    (journal,) = [json.loads(p.read_text()) for p in results.glob("batches/*.json")]
+    assert journal["state"] == "read" and len(journal["items"]) == N_DOCS
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+@pytest.mark.parametrize("fault", ["fail_some", "expire"])
+def test_failed_and_expired_items_are_retried_online_or_recorded(provider, fault, data, tmp_path):
+    knobs = {"fail_ids": lambda custom_id: custom_id.endswith(("-1", "-4"))} if fault == "fail_some" else {"expire": True}
+    server, model = make_server(provider, **knobs)
+    with server:
+        retried = run_harness(*args(model, server, data, tmp_path / "retried", "model.batch=true"), env=KEYS)
+        sent_online = len(server.online_requests)
+        recorded = run_harness(*args(model, server, data, tmp_path / "recorded", "model.batch=true",
+                                     "model.batch_retry_online=false"), env=KEYS)
+        sent_online_after = len(server.online_requests)
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    assert recorded.returncode == 0, recorded.stderr[-3000:]
+    r = summary_of(tmp_path / "retried")
+    failed = sent_online
+    assert failed >= (2 if fault == "fail_some" else 1)
+    assert r["complete"] and r["tasks"]["gsm8k"]["value"] == 1.0 and r["requests_sent"] == N_DOCS
+    uses = {u["price"].endswith("· batch"): u["requests"] for u in r["prices_used"]}
+    assert uses == ({True: N_DOCS - failed, False: failed} if failed < N_DOCS else {False: failed})
+    # Not retried online: the same items are errors, with the batch's reason, and nothing was sent online.
+    assert sent_online_after == sent_online
+    s = summary_of(tmp_path / "recorded")
+    assert not s["complete"] and s["n_errors"] == failed
+    errors = [json.loads(line) for p in (tmp_path / "recorded").glob("runs/*/errors.jsonl")
+              for line in p.read_text().splitlines()]
+    assert len(errors) == failed and all(e["kind"] in ("batch_error", "expired") for e in errors)
