@@ -249,6 +249,8 @@ def run(raw_cfg: Any) -> RunResult:
             tags = {"model": cfg.model.name, "task": cfg.task.name, "suite": cfg.suite, "git_sha": summary["git_sha"],
                     "benchmark": cfg.task.benchmark or cfg.task.name, "protocol": protocol_label(cfg),
                     "provider": cfg.model.provider, "run_id": run_id, NOTE_TAG: run_description(cfg, summary),
+                    "price_book": summary["pricing"]["book"],  # and the periods billed, each with its dollars:
+                    "prices": "; ".join(f"{u['price']} ×{u['requests']} ${u['cost_usd']:.4f}" for u in summary["prices_used"]),
                     **{f"dataset.{name}.revision": str(fp.revision) for name, fp in datasets.items()},
                     **{f"claim.{v['claim_id']}": v["status"] for v in summary.get("claims") or []}}
             summary["mlflow_run_id"] = mlflow_run.start(run_name(summary, settings_label(cfg)), tags, started)
@@ -417,7 +419,9 @@ def format_report(result: RunResult) -> str:
         f"  tokens: {u['input_tokens']} in ({u['cached_input_tokens']} cached), {u['output_tokens']} out "
         f"({u['reasoning_tokens']} reasoning); requests sent {s['requests_sent']}, cache hits {s['cache_hits']}"
     )
-    lines.append(f"  cost: ${s['cost_usd']:.6f} at list price, ${s['cost_usd_new']:.6f} newly spent")
+    billed = ", ".join(f"{u['price']} ×{u['requests']}" for u in s.get("prices_used") or []) or "nothing new"
+    lines.append(f"  cost: ${s['cost_usd']:.6f} in all, ${s['cost_usd_new']:.6f} newly spent at {billed} "
+                 f"({s['pricing']['book']})")
     if u.get("n_estimated") or u.get("n_suspect"):
         lines.append(f"  WARNING usage: {u.get('n_estimated', 0)} response(s) without usage (estimated at 4 bytes "
                      f"per token), {u.get('n_suspect', 0)} with impossible usage (billed at the request's worst "

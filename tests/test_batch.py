@@ -47,7 +47,7 @@ def args(model: str, server, data: Path, results: Path, *extra: str) -> list[str
     return [f"model={model}", f"model.base_url={server.base_url}", "model.stream=false", "task=gsm8k",
             f"task.dataset_path={data}", "task.dataset_sha256=null", "task.num_fewshot=0", f"results_dir={results}",
             f"cache.path={results}/cache.sqlite", "tracking=none", "claims.enabled=false",
-            "model.batch_poll_s=0.2", *extra]
+            "model.batch_poll_s=0.2", "model.pricing.book_dir=/tmp/book", *extra]
 
 
 def summary_of(results: Path) -> dict:
@@ -86,15 +86,15 @@ def test_a_batch_run_scores_like_an_online_run_at_half_the_dollars(provider, dat
 def test_kill_9_after_submitting_resumes_by_polling_and_never_resubmits(provider, data, tmp_path):
     server, model = make_server(provider, process_after_s=6.0)
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "harness", "progress=false",
-               *args(model, server, data, results, "model.batch=true")]
     with server:
+        command = [sys.executable, "-m", "harness", "progress=false",
+                   *args(model, server, data, results, "model.batch=true")]
         first = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **KEYS},
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                 stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.err", "w"), start_new_session=True)
         deadline = time.monotonic() + 120
         while not any(json.loads(p.read_text()).get("state") == "submitted"
                       for p in results.glob("batches/*.json")) and time.monotonic() < deadline:
-            assert first.poll() is None, "the run ended before submitting"
+            assert first.poll() is None, (tmp_path / "first.err").read_text()[-12000:]
             time.sleep(0.05)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
@@ -136,4 +136,55 @@ def test_failed_and_expired_items_are_retried_online_or_recorded(provider, fault
     assert not s["complete"] and s["n_errors"] == failed
     errors = [json.loads(line) for p in (tmp_path / "recorded").glob("runs/*/errors.jsonl")
               for line in p.read_text().splitlines()]
-    assert len(errors) == failed and all(e["kind"] in ("batch_error", "expired") for e in errors)
+    assert len(errors) == failed and all(e["error"]["kind"] in ("batch_error", "expired") for e in errors)
+
+
+def test_a_kill_between_the_create_call_and_the_journal_write_is_found_by_the_batch_tag(tmp_path, monkeypatch):
+    """OpenAI batches carry the journal's tag in their metadata: a run that died right after creating the
+    batch (journal still "submitting") finds that batch on the next start instead of creating another."""
+    import asyncio
+
+    from harness.common.exchange import ChatRequest
+    from harness.config import ModelConfig
+    from harness.endpoints.batch import BatchJournal, BatchRunner
+    from harness.endpoints.batch_apis import OpenAIBatches
+
+    class DiesAfterCreate(OpenAIBatches):
+        async def submit(self, items, tag):
+            await super().submit(items, tag)
+            raise KeyboardInterrupt  # killed before the journal learns the batch id
+
+    requests = {f"key{i}": ChatRequest(messages=({"role": "user", "content": f"Question {i}: what is {i} plus {i}?"},),
+                                       model_id="gpt-5.5", params={"max_tokens": 64}) for i in range(3)}
+    with OpenAIBatchServer(content_fn=answer) as server:
+        model = ModelConfig(name="gpt-5.5", provider="openai", model_id="gpt-5.5", api_key_env="OPENAI_API_KEY")
+        journal = BatchJournal(tmp_path / "batches", "identity")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+        async def first() -> None:
+            api = DiesAfterCreate(model, server.base_url)
+            try:
+                await BatchRunner(api, journal, 0.05, show_progress=False).run(requests, lambda *a: None)
+            finally:
+                await api.aclose()
+
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(first())
+        (entry,) = journal.open_entries()
+        assert entry["state"] == "submitting" and entry["batch_id"] is None and len(server.batches_created) == 1
+
+        got: dict[str, object] = {}
+
+        async def second() -> None:
+            api = OpenAIBatches(model, server.base_url)
+            try:
+                await BatchRunner(api, journal, 0.05, show_progress=False).run(
+                    requests, lambda key, outcome, at: got.__setitem__(key, outcome))
+            finally:
+                await api.aclose()
+
+        asyncio.run(second())
+        assert len(server.batches_created) == 1  # found by its tag, not created again
+    assert sorted(got) == sorted(requests) and all(getattr(o, "text", "").endswith(f"#### {2 * int(k[3:])}")
+                                                   for k, o in got.items())
+    assert journal.open_entries() == []  # read: closed

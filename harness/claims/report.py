@@ -36,7 +36,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     verdicts = summary.get("claims") or []
     head = (f"# Claims checked by run {summary['run_id']}\n\nModel `{summary['model']}` "
             f"({summary['endpoint']['model_id']}), task `{summary['task']}`, "
-            f"{len(verdicts)} claim(s) this run can speak to. Run cost ${summary['cost_usd']:.4f} at list price.\n\n")
+            f"{len(verdicts)} claim(s) this run can speak to. Run cost ${summary['cost_usd']:.4f} at the price book's rates.\n\n")
     if not verdicts:
         return head + "No claim in the registry is about this model and benchmark.\n"
     lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]

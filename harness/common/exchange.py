@@ -99,7 +99,7 @@ class ResponseRecord:
     repeat: int
     cache_key: str  # the request itself is stored under this key in the cache
     completion: Completion
-    cost_usd: float  # at list price, whether paid now or when first cached
+    cost_usd: float  # at the price in force when it was bought (cached: when first bought)
     from_cache: bool
 
     @property

@@ -30,6 +30,8 @@ from harness.endpoints.batch_apis import BATCH_PROVIDERS, BatchAPI, BatchState, 
 
 # Per batch at most (OpenAI: 50,000 requests and 200 MB of input; Anthropic: 100,000 requests, 256 MB).
 MAX_ITEMS_PER_BATCH = 50_000
+# A batch still open this long after submission (24 h window + an hour's grace) stops the run, journal kept.
+GIVE_UP_AFTER_S = 25 * 3600.0
 
 
 def check_batch_config(model: ModelConfig, cache_enabled: bool, batch_discount: float | None) -> None:
@@ -93,8 +95,11 @@ class BatchRunner:
         covered: set[str] = set()
         for entry in self.journal.open_entries():
             if entry.get("state") == "submitting":
-                found = await self.api.find(entry["tag"])
+                found = await self._control(self.api.find(entry["tag"]), "look for the batches submitted earlier")
                 if found is None:  # the create call never happened (or cannot be found): submit those again
+                    entry["state"] = "read"
+                    entry["status"] = "never created"
+                    self.journal.write(entry)
                     continue
                 entry.update(batch_id=found, state="submitted")
                 self.journal.write(entry)
@@ -115,7 +120,9 @@ class BatchRunner:
         entry = {"tag": tag, "endpoint": self.journal.identity, "api": self.api.name, "state": "submitting",
                  "batch_id": None, "submitted_at": time.time(), "items": items}
         self.journal.write(entry)  # before the create call: a kill after it is found by the tag
-        entry["batch_id"] = await self.api.submit([(cid, request) for cid, (_, request) in zip(items, chunk)], tag)
+        entry["batch_id"] = await self._control(
+            self.api.submit([(cid, request) for cid, (_, request) in zip(items, chunk)], tag),
+            f"submit {len(chunk)} request(s) as a batch")
         entry["state"] = "submitted"
         self.journal.write(entry)
         print(f"[harness] batch: {len(chunk)} request(s) submitted to {self.api.name} as {entry['batch_id']} "
@@ -149,20 +156,36 @@ class BatchRunner:
         entry["counts"] = state.counts
         self.journal.write(entry)
 
+    async def _control(self, call: Any, what: str) -> Any:
+        """A control-plane call whose SDK retries are spent: one line naming what failed, no traceback."""
+        try:
+            return await call
+        except (EndpointError, ConfigError):
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+            cause = exc.__cause__ or exc.__context__
+            if cause is not None and str(cause) and str(cause) not in reason:
+                reason += f" ({str(cause)[:200]})"
+            raise EndpointError(f"{self.api.name}: could not {what}: {reason}. Check model.base_url and the key, "
+                                f"then re-run the same command.") from None
+
     async def _wait(self, entry: dict[str, Any]) -> BatchState:
         """Poll until the batch ends, with a progress bar of the provider's counts."""
         total = len(entry["items"])
         with tqdm(total=total, desc=f"batch {entry['batch_id']}", unit="req", disable=not self.show_progress) as bar:
             while True:
-                try:
-                    state = await self.api.state(entry["batch_id"])
-                except Exception as exc:  # the SDK's own retries are spent: the batch is still there
-                    raise EndpointError(f"cannot read batch {entry['batch_id']} from {self.api.name}: "
-                                        f"{type(exc).__name__}: {str(exc)[:300]}. Re-run the same command to "
-                                        f"resume polling it.") from None
+                state = await self._control(self.api.state(entry["batch_id"]),
+                                            f"read batch {entry['batch_id']} (it is still there: the same command "
+                                            f"resumes polling it)")
                 done = sum(v for k, v in state.counts.items() if k not in ("total", "processing"))
                 bar.n = min(total, done)
                 bar.set_postfix_str(state.status, refresh=True)
                 if state.ended:
                     return state
+                waited = time.time() - float(entry.get("submitted_at") or time.time())
+                if waited > GIVE_UP_AFTER_S:
+                    raise EndpointError(f"batch {entry['batch_id']} is still {state.status!r} {waited / 3600:.1f} h after "
+                                        f"it was submitted (the provider's window is 24 h). Nothing is lost: the "
+                                        f"same command resumes polling it; or cancel it with the provider.")
                 await asyncio.sleep(self.poll_s)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from urllib.parse import urlsplit
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,7 +34,51 @@ from harness.endpoints.openai_compat import check_answer, resolve_api_key
 from harness.endpoints.openai_format import build_request_kwargs, parse_chat_completion
 from harness.endpoints.retries import AttemptFailed
 
-CONTROL_RETRIES = 5  # SDK retries for submit / poll / download calls (cheap, idempotent reads)
+CONTROL_RETRIES = 5  # SDK retries for submit / poll calls (cheap, idempotent reads)
+# A result line is one answer: capped like an online answer (32 MiB); a result file at that per item.
+MAX_LINE_BYTES = 32 << 20
+READ_CHUNK = 1 << 16
+
+
+async def bounded_lines(url: str, headers: dict[str, str], items: int, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+    """A JSONL download, line by line, bounded: a line over MAX_LINE_BYTES is skipped (its request then
+    has no result and is retried online), a file over `items` x MAX_LINE_BYTES is refused. Lines that
+    are not JSON objects are skipped the same way. The key goes in `headers`, to the configured host only."""
+    import aiohttp
+
+    total_cap = max(1, items) * MAX_LINE_BYTES
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
+        async with session.get(url, headers={**headers, "Accept-Encoding": "identity"}, allow_redirects=False) as response:
+            if response.status != 200:
+                raise RequestFailed(f"reading batch results from {url}: HTTP {response.status}", kind="batch_results",
+                                    status=response.status)
+            pending, skipping, read = b"", False, 0
+            async for chunk in response.content.iter_chunked(READ_CHUNK):
+                read += len(chunk)
+                if read > total_cap:
+                    raise RequestFailed(f"batch results at {url} exceed {total_cap >> 20} MiB for {items} item(s): "
+                                        f"refused", kind="batch_results")
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if skipping:
+                        skipping = False
+                        continue
+                    if parsed := _json_object(line):
+                        yield parsed
+                if len(pending) > MAX_LINE_BYTES:
+                    pending, skipping = b"", True
+            if pending and not skipping and (parsed := _json_object(pending)):
+                yield parsed
+
+
+def _json_object(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line) if line.strip() else None
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 BATCH_PROVIDERS = {"openai": "the OpenAI Batch API", "anthropic": "Anthropic Message Batches"}
 
 
@@ -116,21 +161,18 @@ class OpenAIBatches:
         return BatchState(batch.id, batch.status, batch.status in ("completed", "failed", "expired", "cancelled"),
                           counts, float(ended_at) if ended_at else None, problem)
 
-    async def _lines(self, file_id: str | None) -> AsyncIterator[dict[str, Any]]:
+    async def _lines(self, file_id: str | None, items: int) -> AsyncIterator[dict[str, Any]]:
         if not file_id:
             return
-        async with self.client.files.with_streaming_response.content(file_id) as response:
-            async for line in response.iter_lines():
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError:
-                        continue  # a line we cannot read: its request counts as missing (retried online)
+        url = f"{str(self.client.base_url).rstrip('/')}/files/{file_id}/content"
+        async for line in bounded_lines(url, {"Authorization": f"Bearer {self.client.api_key}"}, items,
+                                        self.model.request_timeout_s):
+            yield line
 
     async def results(self, state: BatchState, requests: dict[str, ChatRequest]) -> AsyncIterator[ItemResult]:
         output_id, error_id = getattr(self, "_files", {}).get(state.id, (None, None))
         for file_id in (output_id, error_id):
-            async for line in self._lines(file_id):
+            async for line in self._lines(file_id, len(requests)):
                 custom_id = str(line.get("custom_id"))
                 request = requests.get(custom_id)
                 if request is None:
@@ -189,22 +231,31 @@ class AnthropicBatches:
                           batch.request_counts.model_dump(), ended_at)
 
     async def results(self, state: BatchState, requests: dict[str, ChatRequest]) -> AsyncIterator[ItemResult]:
-        async for item in await self.client.messages.batches.results(state.id):
-            custom_id, result = item.custom_id, item.result
+        batch = await self.client.messages.batches.retrieve(state.id)
+        url = str(batch.results_url or "")
+        if urlsplit(url).netloc != urlsplit(str(self.client.base_url)).netloc:
+            raise RequestFailed(f"batch {state.id}: results_url {url[:200]!r} is not on {self.client.base_url}; "
+                                f"the key is sent nowhere else", kind="batch_results")
+        headers = {"x-api-key": self.client.api_key or "",
+                   "anthropic-version": str(self.client.default_headers.get("anthropic-version") or "2023-06-01")}
+        async for line in bounded_lines(url, headers, len(requests), self.model.request_timeout_s):
+            custom_id = str(line.get("custom_id"))
+            result = line.get("result") if isinstance(line.get("result"), dict) else {}
             request = requests.get(custom_id)
             if request is None:
                 continue
-            if result.type == "succeeded":
+            kind = result.get("type")
+            if kind == "succeeded" and isinstance(result.get("message"), dict):
                 try:
-                    yield ItemResult(custom_id, parse_message(result.message.model_dump(), 0.0, request.stop, request))
+                    yield ItemResult(custom_id, parse_message(result["message"], 0.0, request.stop, request))
                 except RequestFailed as exc:
                     yield ItemResult(custom_id, exc)
-            elif result.type == "errored":
-                error = getattr(result.error, "error", None)
-                yield _failed(custom_id, "batch_error",
-                              f"{getattr(error, 'type', 'error')}: {str(getattr(error, 'message', ''))[:300]}")
-            else:  # canceled, expired
-                yield _failed(custom_id, "expired" if result.type == "expired" else "canceled", result.type)
+            elif kind == "errored":
+                error = (result.get("error") or {}).get("error") if isinstance(result.get("error"), dict) else None
+                error = error if isinstance(error, dict) else {}
+                yield _failed(custom_id, "batch_error", f"{error.get('type', 'error')}: {str(error.get('message'))[:300]}")
+            else:  # canceled, expired, or something unreadable
+                yield _failed(custom_id, "expired" if kind == "expired" else "canceled", str(kind)[:40])
 
     async def aclose(self) -> None:
         await self.client.close()

@@ -155,7 +155,7 @@ def run_description(cfg: RunConfig, summary: dict[str, Any]) -> str:
              f"({s['metric']} of {task}; {s['n_errors']} document(s) had no response and are not scored)" if s else "no score")
     return (f"**{cfg.model.name}** (`{cfg.model.model_id}`, provider {cfg.model.provider}) on **{cfg.task.name}** "
             f"({cfg.task.benchmark or cfg.task.name}{f', limit {cfg.limit}' if cfg.limit else ''}): {protocol_label(cfg)}.\n\n"
-            f"{score}; cost ${summary['cost_usd']:.4f} at list price"
+            f"{score}; cost ${summary['cost_usd']:.4f} at the price book's rates"
             f"{'' if summary['complete'] else ' (INCOMPLETE: re-run the same command to retry the failures)'}.\n\n"
             f"Scores are fractions in [0, 1]; `cost_per_correct_usd` is the cost per right answer. The run folder "
             f"(summary.json, samples.jsonl, claims.html) is under Artifacts → run/.")

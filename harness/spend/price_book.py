@@ -350,7 +350,7 @@ def inline_schedule(pricing: PricingConfig) -> PriceSchedule:
     """Prices written in the model config, as one open period."""
     source = Source(pricing.source or "model config (model.pricing)", used=True, published=pricing.effective_date or None)
     rates = dataclasses.replace(pricing, gpu_hour_usd=None)
-    return PriceSchedule("inline", "config", (PricePeriod("config", None, None, rates, sources=(source,)),))
+    return PriceSchedule("inline (model.pricing)", "config", (PricePeriod("config", None, None, rates, sources=(source,)),))
 
 
 def schedule_for(pricing: PricingConfig) -> PriceSchedule:
