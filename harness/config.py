@@ -23,12 +23,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class PriceWindow:
-    """Prices that apply during a daily UTC time window (e.g. DeepSeek's off-peak 16:30-00:30 UTC);
-    a window may wrap past midnight. Null prices fall back to the base price."""
+    """Prices that apply during a daily UTC time window (e.g. DeepSeek's off-peak 10:00-01:00 UTC), on
+    every day or on given weekdays; a window may wrap past midnight. Null prices fall back to the base price."""
 
     name: str = ""
-    start_utc: str = MISSING  # "HH:MM"
-    end_utc: str = MISSING    # "HH:MM", exclusive
+    start_utc: str = MISSING  # "HH:MM" (or "HH:MM:SS")
+    end_utc: str = MISSING    # "HH:MM", exclusive; "24:00" = midnight at the end of the day
+    # UTC weekdays the window applies on (mon, tue, ..., sun), judged at the moment billed; [] = every day.
+    days: List[str] = field(default_factory=list)
     input_per_mtok: Optional[float] = None
     cached_input_per_mtok: Optional[float] = None
     output_per_mtok: Optional[float] = None

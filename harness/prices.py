@@ -13,7 +13,7 @@ import yaml
 from harness.config import ConfigError
 from harness.claims.registry import CLAIMS_DIR, load_claims
 from harness.spend.price_book import PriceBook, PriceSchedule, PricePeriod, load_book, parse_time
-from harness.spend.price_claims import match_price_claim
+from harness.spend.price_claims import match_price_claim_any
 
 MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "conf" / "model"
 
@@ -40,7 +40,8 @@ def format_period(period: PricePeriod, current: bool = False) -> list[str]:
              + (f"  cache write {_rate(r.cache_write_per_mtok)}" if r.cache_write_per_mtok is not None else "")
              + (f"  batch -{period.batch_discount:.0%}" if period.batch_discount else "")]
     for w in r.windows:
-        lines.append(f"        window {w.name or '?'} {w.start_utc}-{w.end_utc} UTC: in {_rate(w.input_per_mtok)}  "
+        days = f" ({', '.join(w.days)})" if w.days else ""
+        lines.append(f"        window {w.name or '?'} {w.start_utc}-{w.end_utc} UTC{days}: in {_rate(w.input_per_mtok)}  "
                      f"cache hit {_rate(w.cached_input_per_mtok)}  out {_rate(w.output_per_mtok)}")
     if period.long_context:
         lc = period.long_context
@@ -80,10 +81,11 @@ def price_claim_lines(book: PriceBook, claims_dir: str | None = None, model: str
     for claim in load_claims(Path(claims_dir) if claims_dir else CLAIMS_DIR):
         if claim.kind != "price" or (model and claim.model != model):
             continue
-        if claim.model is None:
-            lines.append(f"{claim.id}: no model config for {claim.model_as_named}: not judged")
+        books = list(claim.price_books) or ([book_id(claim.model)] if claim.model else [])
+        if not books:
+            lines.append(f"{claim.id}: no model config or price_books for {claim.model_as_named}: not judged")
             continue
-        match = match_price_claim(book.schedule(book_id(claim.model)), claim.metric, claim.value, claim.source.date)
+        match = match_price_claim_any([book.schedule(b) for b in books], claim.metric, claim.value, claim.source.date)
         lines.append(f"{claim.id} ({claim.source.publication}, {claim.source.date}): {match.status.upper()} — {match.detail}")
     return lines
 

@@ -47,7 +47,7 @@ def args(model: str, server, data: Path, results: Path, *extra: str) -> list[str
     return [f"model={model}", f"model.base_url={server.base_url}", "model.stream=false", "task=gsm8k",
             f"task.dataset_path={data}", "task.dataset_sha256=null", "task.num_fewshot=0", f"results_dir={results}",
             f"cache.path={results}/cache.sqlite", "tracking=none", "claims.enabled=false",
-            "model.batch_poll_s=0.2", "model.pricing.book_dir=/tmp/book", *extra]
+            "model.batch_poll_s=0.2", *extra]
 
 
 def summary_of(results: Path) -> dict:

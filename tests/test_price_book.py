@@ -299,3 +299,26 @@ def test_off_peak_waits_for_the_window_and_says_when_it_opens(tmp_path, capsys):
                            sleep=slept.append) == 0.0
     with pytest.raises(ConfigError, match="schedule.off_peak=false"):
         wait_for_window(schedule, "happy-hour", show=False, now=dt.datetime(2026, 6, 2, 23, 0, tzinfo=UTC))
+
+
+def test_weekday_windows_make_a_weekend_off_peak_and_the_next_window_spans_it(tmp_path):
+    """DeepSeek: weekends in Beijing time are off-peak all day (Fri 16:00 UTC to Sun 16:00 UTC)."""
+    weekend = {"input_per_mtok": 0.5, "output_per_mtok": 1.0}
+    schedule = load_book(write_book(tmp_path / "book", [
+        {"id": "p", "effective_from": "2026-01-01T00:00:00Z", "effective_to": None, "input_per_mtok": 1.0,
+         "output_per_mtok": 2.0,
+         "windows": [{"name": "off-peak-weekend", "days": ["fri"], "start_utc": "16:00", "end_utc": "24:00", **weekend},
+                     {"name": "off-peak-weekend", "days": ["sat"], "start_utc": "00:00", "end_utc": "24:00", **weekend},
+                     {"name": "off-peak-weekend", "days": ["sun"], "start_utc": "00:00", "end_utc": "16:00", **weekend}]}],
+    )).schedule("m-1")
+    usage = Usage(input_tokens=1_000_000)
+    at = lambda day, hour: dt.datetime(2026, 11, day, hour, tzinfo=UTC)  # 2026-11-27 is a Friday
+    assert [schedule.quote(usage, at(d, h)).cost_usd for d, h in [(27, 15), (27, 16), (28, 12), (29, 15), (29, 16)]] \
+        == [1.0, 0.5, 0.5, 0.5, 1.0]
+    opens, closes, _ = schedule.next_window_start("off-peak", at(26, 9))
+    assert (opens, closes) == (at(27, 16), at(29, 16))
+    book = yaml.safe_load((tmp_path / "book" / "fake.yaml").read_text())
+    book["models"]["m-1"]["periods"][0]["windows"][0]["days"] = ["friday", "caturday"]
+    (tmp_path / "book" / "fake.yaml").write_text(yaml.safe_dump(book))
+    with pytest.raises(ConfigError, match="window days are mon"):
+        load_book(tmp_path / "book")

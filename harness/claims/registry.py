@@ -53,6 +53,8 @@ class Claim:
     unit: str
     source: Source
     model: str | None = None  # our model config name, when one matches
+    # A price claim whose model is ambiguous ("DeepSeek V4"): the price-book entries it may be about.
+    price_books: tuple[str, ...] = ()
     task: str | None = None  # our task config name; None = no task can check it yet
     metric: str = "accuracy"  # for scores: what the value is (accuracy); for price/speed: QUANTITIES
     protocol: Protocol = field(default_factory=Protocol)

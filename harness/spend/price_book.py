@@ -22,7 +22,7 @@ import yaml
 
 from harness.common.exchange import Usage
 from harness.config import ConfigError, PriceWindow, PricingConfig
-from harness.spend.pricing import in_window, request_cost_usd
+from harness.spend.pricing import WEEKDAYS, in_window, request_cost_usd
 
 PRICES_DIR = Path(__file__).resolve().parents[2] / "conf" / "prices"
 RATE_FIELDS = ("input_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok", "output_per_mtok")
@@ -194,18 +194,23 @@ class PriceSchedule:
                                   if k != "output_per_mtok" else 0.0)
         return PricingConfig(**best)
 
+    def window_open(self, name_fragment: str, at: dt.datetime) -> PriceWindow | None:
+        """The window whose name contains `name_fragment` in force at `at`, if any."""
+        return next((w for w in self.period_at(at).rates.windows if name_fragment in w.name and in_window(w, at)), None)
+
     def next_window_start(self, name_fragment: str, after: dt.datetime) -> tuple[dt.datetime, dt.datetime, PriceWindow] | None:
-        """When the next window whose name contains `name_fragment` (e.g. "off-peak") opens after `after`,
-        and when it closes: scans minute by minute over the next 8 days of the book."""
-        at = _utc(after).replace(second=0, microsecond=0)
+        """When windows whose name contains `name_fragment` (e.g. "off-peak") next open after `after`, and
+        when they next all close (adjacent windows, such as a weekend's, count as one): a minute-by-minute
+        scan of the next 8 days of the book."""
+        after = _utc(after)
+        at = after.replace(second=0, microsecond=0)
         for _ in range(8 * 24 * 60):
-            rates = self.period_at(at).rates
-            for window in rates.windows:
-                if name_fragment in window.name and in_window(window, at):
-                    end = at
-                    while in_window(window, end) and end - at < dt.timedelta(days=1):
-                        end += dt.timedelta(minutes=1)
-                    return max(at, _utc(after)), end, window
+            window = self.window_open(name_fragment, at) if at >= after - dt.timedelta(minutes=1) else None
+            if window is not None:
+                end = at
+                while self.window_open(name_fragment, end) is not None and end - at < dt.timedelta(days=4):
+                    end += dt.timedelta(minutes=1)
+                return max(at, after), end, window
             at += dt.timedelta(minutes=1)
         return None
 
@@ -264,6 +269,22 @@ def _number(entry: dict[str, Any], key: str, where: str, required: bool = False)
     return float(value)
 
 
+def _clock(value: Any, where: str) -> str:
+    text = str(value or "")
+    parts = text.split(":")
+    if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts)) or int(parts[0]) > 24 or int(parts[1]) > 59:
+        raise ConfigError(f"{where}: a window's start_utc / end_utc is \"HH:MM\" (UTC), not {value!r}")
+    return text
+
+
+def _days(value: Any, where: str) -> list[str]:
+    days = [str(d).lower()[:3] for d in (value or [])]
+    unknown = [d for d in days if d not in WEEKDAYS]
+    if unknown:
+        raise ConfigError(f"{where}: window days are {', '.join(WEEKDAYS)}, not {unknown}")
+    return days
+
+
 def _source(entry: dict[str, Any], where: str) -> Source:
     if not isinstance(entry, dict) or not entry.get("url"):
         raise ConfigError(f"{where}: every source needs a url (or a document name)")
@@ -280,7 +301,8 @@ def _text(value: Any) -> str | None:
 
 def _period(entry: dict[str, Any], where: str) -> PricePeriod:
     where = f"{where} period {entry.get('id', '?')}"
-    windows = [PriceWindow(name=str(w.get("name") or ""), start_utc=str(w["start_utc"]), end_utc=str(w["end_utc"]),
+    windows = [PriceWindow(name=str(w.get("name") or ""), start_utc=_clock(w.get("start_utc"), where),
+                           end_utc=_clock(w.get("end_utc"), where), days=_days(w.get("days"), where),
                            **{k: _number(w, k, where) for k in ("input_per_mtok", "cached_input_per_mtok",
                                                                   "output_per_mtok")})
                for w in entry.get("windows") or []]

@@ -84,3 +84,21 @@ def match_price_claim(schedule: PriceSchedule, metric: str, value: float, date: 
     return PriceMatch(ABOVE if price > value else BELOW, price, period.id, period.span(), matching,
                       f"${value:g} {metric}: the book's {label} on {date} is ${price:g} ({schedule.model} "
                       f"{period.id}, {period.span()}){elsewhere}{near}")
+
+
+def match_price_claim_any(schedules: list[PriceSchedule], metric: str, value: float, date: str) -> PriceMatch:
+    """A claim about an ambiguous model ("DeepSeek V4"): consistent if any candidate's price on the
+    date matches; otherwise the candidate whose price on the date is closest, naming all."""
+    matches = [match_price_claim(s, metric, value, date) for s in schedules]
+    hit = next((m for m in matches if m.status == CONSISTENT), None)
+    if hit is not None or len(matches) == 1:
+        return hit or matches[0]
+    names = ", ".join(s.model for s in schedules)
+    matching = tuple(line for m in matches for line in m.matching)
+    judged = [m for m in matches if m.book_value is not None] or matches
+    closest = min(judged, key=lambda m: abs((m.book_value or 0.0) - value))
+    elsewhere = (f"it matches {'; '.join(matching)}" if matching else
+                 f"it matches no period of {names} on or after its date")
+    return PriceMatch(closest.status, closest.book_value, closest.period, closest.span, matching,
+                      f"${value:g} {metric}: none of {names} had that price on {date}; {elsewhere}; closest on the "
+                      f"date: " + "; ".join(m.detail.split(": ", 1)[1].split("; it matches")[0] for m in matches))

@@ -19,8 +19,13 @@ def _seconds(clock: str) -> int:
     return parts[0] * 3600 + parts[1] * 60 + (parts[2] if len(parts) > 2 else 0)
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 def in_window(window: PriceWindow, at: dt.datetime) -> bool:
     at = at.astimezone(dt.timezone.utc)
+    if window.days and WEEKDAYS[at.weekday()] not in window.days:
+        return False
     now, start, end = at.hour * 3600 + at.minute * 60 + at.second, _seconds(window.start_utc), _seconds(window.end_utc)
     return start <= now < end if start <= end else (now >= start or now < end)  # wraps past midnight
 
