@@ -319,12 +319,10 @@ def check_claims(cfg: RunConfig, summary: dict[str, Any]) -> list[dict[str, Any]
     from harness.claims.registry import CLAIMS_DIR, load_claims
     from harness.claims.verdicts import judge
     from harness.spend.price_book import schedule_for
-    from harness.spend.price_claims import match_price_claim
+    from harness.spend.price_claims import price_matches
 
     claims = load_claims(Path(cfg.claims.dir) if cfg.claims.dir else CLAIMS_DIR)
-    prices = schedule_for(cfg.model.pricing)
-    matches = {c.id: match_price_claim(prices, c.metric, c.value, c.source.date)
-               for c in claims if c.kind == "price" and c.model == cfg.model.name}
+    matches = price_matches(claims, cfg.model.name, schedule_for(cfg.model.pricing))
     return [v.to_dict() for v in judge(claims, cfg, summary, cfg.claims.max_ci_halfwidth, matches)]
 
 

@@ -200,10 +200,17 @@ def test_cache_reads_and_writes_are_parsed_and_priced_at_the_configs_prices(serv
     assert completion.usage == Usage(input_tokens=5100, cached_input_tokens=4000, output_tokens=500,
                                      reasoning_tokens=0, cache_write_input_tokens=1000)
     assert completion.usage_reported
-    pricing = OmegaConf.to_object(compose_config(["model=claude-opus-4.7"])).model.pricing
-    # By hand at $5 in / $0.50 cache read / $6.25 cache write / $25 out per 1M tokens:
+    import datetime as dt
+
+    from harness.spend.price_book import schedule_for
+
+    prices = schedule_for(OmegaConf.to_object(compose_config(["model=claude-opus-4.7"])).model.pricing)
+    # By hand at the book's $5 in / $0.50 cache read / $6.25 cache write / $25 out per 1M tokens:
     # 100 * 5 + 4000 * 0.5 + 1000 * 6.25 + 500 * 25 = 500 + 2000 + 6250 + 12500 = 21250 micro-dollars.
-    assert request_cost_usd(completion.usage, pricing) == pytest.approx(0.02125)
+    quote = prices.quote(completion.usage, dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc))
+    assert quote.cost_usd == pytest.approx(0.02125)
+    assert prices.quote(completion.usage, dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc), batch=True).cost_usd \
+        == pytest.approx(0.02125 / 2)
 
 
 def test_cache_writes_bill_at_input_price_without_a_write_price():
@@ -422,10 +429,13 @@ def test_claude_config_composes_and_validates():
     assert (m.provider, m.base_url, m.model_id, m.api_key_env) == (
         "anthropic", "https://api.anthropic.com", "claude-opus-4-7", "ANTHROPIC_API_KEY")
     assert m.generation.temperature is None  # Opus 4.7 rejects temperature
-    p = m.pricing
-    assert p.cached_input_per_mtok == pytest.approx(0.1 * p.input_per_mtok)
-    assert p.cache_write_per_mtok == pytest.approx(1.25 * p.input_per_mtok)
-    assert "platform.claude.com" in p.source
+    import datetime as dt
+
+    from harness.spend.price_book import schedule_for
+
+    p = schedule_for(m.pricing).period_at(dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc)).rates
+    assert p.cached_input_per_mtok == pytest.approx(0.1 * p.input_per_mtok)  # cache reads 0.1x
+    assert p.cache_write_per_mtok == pytest.approx(1.25 * p.input_per_mtok)  # 5-minute cache writes 1.25x
     # and the request it makes passes the endpoint's own checks
     kwargs = build_message_kwargs(m, make_request(m))
     assert kwargs["max_tokens"] == 16384 and "extra_body" not in kwargs

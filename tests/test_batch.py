@@ -82,22 +82,28 @@ def test_a_batch_run_scores_like_an_online_run_at_half_the_dollars(provider, dat
     assert again.returncode == 0 and summary_of(tmp_path / "batch")["cache_hits"] == N_DOCS
 
 
+def submit_then_kill(model: str, server, data: Path, results: Path, *extra: str) -> None:
+    """Start a batch run, kill -9 it as soon as its journal holds the batch id."""
+    command = [sys.executable, "-m", "harness", "progress=false",
+               *args(model, server, data, results, "model.batch=true", *extra)]
+    err = results.parent / f"{results.name}.first.err"
+    first = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **KEYS}, stdout=subprocess.DEVNULL,
+                             stderr=open(err, "w"), start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any(json.loads(p.read_text()).get("state") == "submitted"
+                  for p in results.glob("batches/*.json")) and time.monotonic() < deadline:
+        assert first.poll() is None, err.read_text()[-3000:]
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+
+
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
 def test_kill_9_after_submitting_resumes_by_polling_and_never_resubmits(provider, data, tmp_path):
     server, model = make_server(provider, process_after_s=6.0)
     results = tmp_path / "results"
     with server:
-        command = [sys.executable, "-m", "harness", "progress=false",
-                   *args(model, server, data, results, "model.batch=true")]
-        first = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **KEYS},
-                                 stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.err", "w"), start_new_session=True)
-        deadline = time.monotonic() + 120
-        while not any(json.loads(p.read_text()).get("state") == "submitted"
-                      for p in results.glob("batches/*.json")) and time.monotonic() < deadline:
-            assert first.poll() is None, (tmp_path / "first.err").read_text()[-12000:]
-            time.sleep(0.05)
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
+        submit_then_kill(model, server, data, results)
         assert len(server.batches_created) == 1 and not list(results.glob("runs/*/summary.json"))
         resumed = run_harness(*args(model, server, data, results, "model.batch=true"), env=KEYS)
         created, online_requests = len(server.batches_created), len(server.online_requests)
@@ -188,3 +194,61 @@ def test_a_kill_between_the_create_call_and_the_journal_write_is_found_by_the_ba
     assert sorted(got) == sorted(requests) and all(getattr(o, "text", "").endswith(f"#### {2 * int(k[3:])}")
                                                    for k, o in got.items())
     assert journal.open_entries() == []  # read: closed
+
+
+def test_another_tasks_open_batch_is_left_alone_and_a_resume_reads_every_paid_answer_whatever_the_budget(tmp_path):
+    """Found by an adversary: a run of another task used to wait on and close a killed run's batch (paid
+    twice), and a resume under a small budget read only what the budget admitted (the rest bought again)."""
+    other = write_gsm8k(tmp_path / "other", test=[(f"Question {i}: what is {i} plus {i}?", f"#### {2 * i}")
+                                                   for i in range(100, 103)])
+    data = write_gsm8k(tmp_path / "data", test=[(f"Question {i}: what is {i} plus {i}?", f"#### {2 * i}")
+                                                 for i in range(N_DOCS)])
+    results = tmp_path / "results"
+    with OpenAIBatchServer(content_fn=answer, process_after_s=6.0) as server:
+        submit_then_kill("gpt-5.5", server, data, results)
+        server.process_after_s = 0.2  # batches created from now on end quickly
+        b = run_harness(*args("gpt-5.5", server, other, results, "model.batch=true"), env=KEYS)
+        assert b.returncode == 0, b.stderr[-3000:]
+        assert "resuming" not in b.stdout and len(server.batches_created) == 2
+        (killed,) = [json.loads(p.read_text()) for p in results.glob("batches/*.json")
+                     if json.loads(p.read_text())["state"] == "submitted"]  # left open for its own run
+        # The killed run's command again, with a budget far below what its batch cost: every answer is read.
+        a = run_harness(*args("gpt-5.5", server, data, results, "model.batch=true", "budget.max_usd=0.000001"),
+                        env=KEYS)
+        created, online = len(server.batches_created), len(server.online_requests)
+    assert a.returncode == 0, a.stderr[-3000:]
+    assert "resuming 1 batch(es)" in a.stdout and killed["batch_id"] in a.stdout
+    assert created == 2 and online == 0
+    summary = summary_of(results)
+    assert summary["complete"] and summary["prices_used"][0]["requests"] == N_DOCS
+
+
+def test_the_budget_admits_a_batch_at_the_batch_price_and_refuses_the_rest_without_buying_online(tmp_path, data):
+    """gpt-5.5's worst case per request (prompt bound + 32,768 output tokens at $30 / 1M) is ~$0.98 at list
+    price, ~$0.49 in a batch: a $1.50 budget admits 3 of 8 into the batch; the other 5 are budget errors."""
+    with OpenAIBatchServer(content_fn=answer) as server:
+        result = run_harness(*args("gpt-5.5", server, data, tmp_path / "r", "model.batch=true", "budget.max_usd=1.5"),
+                             env=KEYS)
+        online = len(server.online_requests)
+        (created,) = server.batches_created
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = summary_of(tmp_path / "r")
+    assert online == 0 and summary["prices_used"][0]["requests"] == 3 and summary["n_errors"] == N_DOCS - 3
+    errors = [json.loads(line) for p in (tmp_path / "r").glob("runs/*/errors.jsonl") for line in p.read_text().splitlines()]
+    assert {e["error"]["kind"] for e in errors} == {"budget"}
+
+
+def test_a_second_run_on_the_same_batch_journal_is_refused_while_the_first_holds_it(tmp_path, data):
+    import fcntl
+
+    folder = tmp_path / "r" / "batches"
+    folder.mkdir(parents=True)
+    with open(folder / ".lock", "a+") as held, OpenAIBatchServer(content_fn=answer) as server:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 4242")
+        held.flush()
+        result = run_harness(*args("gpt-5.5", server, data, tmp_path / "r", "model.batch=true"), env=KEYS)
+        created = len(server.batches_created)
+    assert result.returncode != 0 and created == 0
+    assert "another run is sending or polling batches" in result.stderr and "pid 4242" in result.stderr
+    assert "Traceback" not in result.stderr

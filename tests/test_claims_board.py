@@ -39,7 +39,11 @@ def make_summary(run_id: str, k: int, n: int, model: str = "v4-pro", task: str =
     summary = {"run_id": run_id, "model": label or model, "task": task, "complete": True, "mlflow_run_id": None,
                "tasks": {task: {"value": e.value, "ci95": list(e.ci95), "n": n, "cost_usd": 0.0021 * n}},
                "dataset": {task: {"n_docs": 12032}}, "cost_usd": 0.0021 * n}
-    summary["claims"] = [v.to_dict() for v in judge(REGISTRY, cfg, summary)]
+    from harness.spend.price_book import schedule_for
+    from harness.spend.price_claims import price_matches
+
+    matches = price_matches(REGISTRY, model, schedule_for(cfg.model.pricing))
+    summary["claims"] = [v.to_dict() for v in judge(REGISTRY, cfg, summary, price_matches=matches)]
     return summary
 
 

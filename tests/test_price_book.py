@@ -82,6 +82,7 @@ def test_the_worst_rates_and_the_next_off_peak_window(tmp_path):
     schedule = load_book(two_periods(tmp_path)).schedule("m-1")
     worst = schedule.worst_rates()
     assert (worst.input_per_mtok, worst.output_per_mtok) == (9.0, 18.0)  # the long-context tier
+    assert schedule.worst_rates(prompt_tokens=500).output_per_mtok == 3.48  # a prompt that cannot reach it
     opens, closes, _ = schedule.next_window_start("off-peak", dt.datetime(2026, 6, 2, 12, 0, 30, tzinfo=UTC))
     assert (opens, closes) == (dt.datetime(2026, 6, 2, 16, 30, tzinfo=UTC), dt.datetime(2026, 6, 3, 0, 30, tzinfo=UTC))
     inside = dt.datetime(2026, 6, 2, 20, 0, 5, tzinfo=UTC)

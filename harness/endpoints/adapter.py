@@ -16,7 +16,7 @@ from typing import Any
 from lm_eval.api.model import LM
 from tqdm.auto import tqdm
 
-from harness.spend.budget import BudgetGuard, prompt_bytes, worst_case_cost
+from harness.spend.budget import BudgetGuard, prompt_bytes, prompt_token_bound, worst_case_cost
 from harness.spend.dry_run import DryRun, History, estimate
 from harness.endpoints.cache import ResponseCache, cache_key
 from harness.config import ModelConfig
@@ -199,7 +199,7 @@ class EndpointLM(LM):
         if self.budget is None:
             completion = await self.endpoint.complete(request, doc_key=key_of_doc)
             return completion, self.response_cost(completion)
-        worst = worst_case_cost(request, self.prices.worst_rates())
+        worst = worst_case_cost(request, self.prices.worst_rates(prompt_token_bound(request)))
         if not await self.budget.reserve(worst):
             raise RequestFailed(
                 f"not sent: budget.max_usd={self.budget.max_usd:g} would be exceeded (spent "
@@ -231,26 +231,32 @@ class EndpointLM(LM):
                 pending[key] = request
         if not pending:
             return
-        if self.budget is not None:  # the batch is sent at once: admit what fits, the rest is refused later
-            worst = {k: worst_case_cost(r, self.prices.worst_rates()) for k, r in pending.items()}
-            admitted: dict[str, ChatRequest] = {}
-            for key, request in pending.items():
-                if self.budget.try_reserve(worst[key]):
-                    admitted[key] = request
-            pending = admitted
+        discount = self.prices.period_at(dt.datetime.now(dt.timezone.utc)).batch_discount or 0.0
+        reserved: dict[str, float] = {}  # key -> worst case at the batch price, held until its answer is read
+
+        def admit(key: str) -> bool:
+            """The budget, for a request about to go into a new batch (all of a batch is sent at once)."""
+            if self.budget is None:
+                return True
+            request = pending[key]
+            worst = worst_case_cost(request, self.prices.worst_rates(prompt_token_bound(request))) * (1.0 - discount)
+            if not self.budget.try_reserve(worst):
+                return False
+            reserved[key] = worst
+            return True
+
         self.spend.first_request_at = self.spend.first_request_at or time.time()
 
         def on_result(key: str, outcome: Completion | RequestFailed, completed_at: float) -> None:
-            worst_usd = worst_case_cost(pending[key], self.prices.worst_rates()) if self.budget else 0.0
             if isinstance(outcome, RequestFailed):
-                if self.budget is not None:
-                    self.budget.settle_now(worst_usd, 0.0)
-                if not self.model.batch_retry_online:
+                if self.budget is not None and key in reserved:
+                    self.budget.settle_now(reserved.pop(key), 0.0)
+                if outcome.kind == "budget" or not self.model.batch_retry_online:
                     self._batch_failed[key] = outcome
                 return
             cost = self.response_cost(outcome, dt.datetime.fromtimestamp(completed_at, dt.timezone.utc), batch=True)
-            if self.budget is not None:
-                self.budget.settle_now(worst_usd, cost)
+            if self.budget is not None:  # answers of an earlier run's batch were paid for: counted, never refused
+                self.budget.settle_now(reserved.pop(key, 0.0), cost)
             assert self.cache is not None  # check_batch_config: batch mode needs the cache
             self.cache.put(key, pending[key], outcome, cost)
             self._bought_in_batch.add(key)
@@ -260,7 +266,7 @@ class EndpointLM(LM):
         try:
             await BatchRunner(api, BatchJournal(self.batch_dir or "results/batches", self.endpoint.identity),
                               self.model.batch_poll_s, show_progress=self.show_progress and not disable_tqdm
-                              ).run(pending, on_result)
+                              ).run(pending, on_result, admit)
         finally:
             await api.aclose()
 

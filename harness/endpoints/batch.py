@@ -14,10 +14,12 @@ reading loses nothing either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,28 @@ class BatchJournal:
                 entries.append(entry)
         return entries
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One run at a time uses the journals (two copies of a command would both submit, or both count
+        the same batch's spend). An flock: the kernel drops it when the holder dies, even by kill -9."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                raise EndpointError(f"another run is sending or polling batches from {self.folder} "
+                                    f"({handle.read().strip() or 'pid unknown'}); wait for it to finish, or give this "
+                                    f"run another results_dir") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def write(self, entry: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{entry['tag']}.json"
@@ -88,31 +112,47 @@ class BatchRunner:
         self.poll_s = poll_s
         self.show_progress = show_progress
 
-    async def run(self, pending: dict[str, ChatRequest], on_result: OnResult) -> None:
+    async def run(self, pending: dict[str, ChatRequest], on_result: OnResult,
+                  admit: Callable[[str], bool] = lambda key: True) -> None:
         """Every request in `pending` (cache key -> request) answered through a batch, or reported as
-        failed, via `on_result`; open batches from an interrupted run are polled, not re-submitted."""
-        entries = []
-        covered: set[str] = set()
-        for entry in self.journal.open_entries():
-            if entry.get("state") == "submitting":
-                found = await self._control(self.api.find(entry["tag"]), "look for the batches submitted earlier")
-                if found is None:  # the create call never happened (or cannot be found): submit those again
-                    entry["state"] = "read"
-                    entry["status"] = "never created"
+        failed, via `on_result`. Batches an interrupted run submitted for these requests are polled and
+        read whole (paid for already), never re-submitted; the rest go in new batches if `admit` (the
+        budget) lets them. Journals holding none of these requests (another task's run) are left alone."""
+        with self.journal.locked():
+            entries = []
+            covered: set[str] = set()
+            for entry in self.journal.open_entries():
+                if not set(entry["items"].values()) & set(pending):
+                    continue  # another run's batch: not ours to wait for or to close
+                if entry.get("state") == "submitting":
+                    found = await self._control(self.api.find(entry["tag"], float(entry.get("submitted_at") or 0)),
+                                                "look for the batches submitted earlier")
+                    if found is None:  # the create call never happened (or cannot be found): submit those again
+                        entry.update(state="read", status="never created")
+                        self.journal.write(entry)
+                        continue
+                    entry.update(batch_id=found, state="submitted")
                     self.journal.write(entry)
+                entries.append(entry)
+                covered |= set(entry["items"].values())
+            if entries:
+                print(f"[harness] batch: resuming {len(entries)} batch(es) submitted earlier "
+                      f"({', '.join(e['batch_id'] for e in entries)}); polling, not re-submitting", flush=True)
+            fresh = []
+            for key, request in pending.items():
+                if key in covered:
                     continue
-                entry.update(batch_id=found, state="submitted")
-                self.journal.write(entry)
-            entries.append(entry)
-            covered |= set(entry["items"].values())
-        if covered & set(pending):
-            print(f"[harness] batch: resuming {len(entries)} batch(es) submitted earlier "
-                  f"({', '.join(e['batch_id'] for e in entries)}); polling, not re-submitting", flush=True)
-        fresh = [(key, request) for key, request in pending.items() if key not in covered]
-        for start in range(0, len(fresh), MAX_ITEMS_PER_BATCH):
-            entries.append(await self._submit(fresh[start:start + MAX_ITEMS_PER_BATCH]))
-        for entry in entries:
-            await self._collect(entry, pending, on_result)
+                if admit(key):
+                    fresh.append((key, request))
+                else:
+                    on_result(key, RequestFailed("not sent: budget.max_usd would be exceeded by this request's "
+                                                 "worst case at the batch price; raise budget.max_usd and re-run "
+                                                 "the same command (what was answered is cached)", kind="budget"),
+                              time.time())
+            for start in range(0, len(fresh), MAX_ITEMS_PER_BATCH):
+                entries.append(await self._submit(fresh[start:start + MAX_ITEMS_PER_BATCH]))
+            for entry in entries:
+                await self._collect(entry, pending, on_result)
 
     async def _submit(self, chunk: list[tuple[str, ChatRequest]]) -> dict[str, Any]:
         tag = new_tag()
@@ -142,12 +182,20 @@ class BatchRunner:
             return
         wanted = {cid: pending[key] for cid, key in entry["items"].items() if key in pending}
         seen: set[str] = set()
-        ended_at = state.ended_at or time.time()
+        now = time.time()
+        submitted = float(entry.get("submitted_at") or now)
+        # Priced at the batch's end as the provider states it, if that is a time the batch could have ended.
+        ended_at = state.ended_at if state.ended_at and submitted - 3600 <= state.ended_at <= now + 3600 else now
+        answered = sum(v for k, v in state.counts.items() if k in ("completed", "succeeded"))
         async for item in self.api.results(state, wanted):
             if item.custom_id in seen:
                 continue  # a provider repeating a line: the first answer counts
             seen.add(item.custom_id)
             on_result(entry["items"][item.custom_id], item.outcome, ended_at)
+        if wanted and not seen and answered:
+            raise EndpointError(f"batch {state.id} reports {answered} answered request(s), but none of its result lines "
+                                f"could be read as ours; nothing was bought online. The journal is kept: the same "
+                                f"command reads the results again (if they stay unreadable, set model.batch=false).")
         for custom_id in wanted.keys() - seen:
             on_result(entry["items"][custom_id], RequestFailed(
                 f"batch {state.id} ({state.status}) has no result for item {custom_id}", kind="batch_missing"), ended_at)

@@ -34,7 +34,7 @@ from harness.endpoints.openai_compat import check_answer, resolve_api_key
 from harness.endpoints.openai_format import build_request_kwargs, parse_chat_completion
 from harness.endpoints.retries import AttemptFailed
 
-CONTROL_RETRIES = 5  # SDK retries for submit / poll calls (cheap, idempotent reads)
+CONTROL_RETRIES = 5  # SDK retries for uploads, polls and listings (safe to repeat); never for a create call
 # A result line is one answer: capped like an online answer (32 MiB); a result file at that per item.
 MAX_LINE_BYTES = 32 << 20
 READ_CHUNK = 1 << 16
@@ -47,29 +47,35 @@ async def bounded_lines(url: str, headers: dict[str, str], items: int, timeout_s
     import aiohttp
 
     total_cap = max(1, items) * MAX_LINE_BYTES
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
+    # A whole-download deadline too: a server trickling a byte at a time never trips the read timeout.
+    timeout = aiohttp.ClientTimeout(total=timeout_s + 10.0 * max(1, items), sock_connect=timeout_s, sock_read=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
         async with session.get(url, headers={**headers, "Accept-Encoding": "identity"}, allow_redirects=False) as response:
             if response.status != 200:
                 raise RequestFailed(f"reading batch results from {url}: HTTP {response.status}", kind="batch_results",
                                     status=response.status)
-            pending, skipping, read = b"", False, 0
+            if response.headers.get("Content-Encoding", "identity").lower() not in ("identity", ""):
+                raise RequestFailed(f"batch results at {url} came {response.headers['Content-Encoding']}-encoded "
+                                    f"though asked for identity: refused", kind="batch_results")
+            pending, skipping, read = bytearray(), False, 0
             async for chunk in response.content.iter_chunked(READ_CHUNK):
                 read += len(chunk)
                 if read > total_cap:
                     raise RequestFailed(f"batch results at {url} exceed {total_cap >> 20} MiB for {items} item(s): "
                                         f"refused", kind="batch_results")
+                searched = len(pending)  # only the new bytes can hold a new line end (no quadratic re-scan)
                 pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
+                start, end = 0, pending.find(b"\n", searched)
+                while end != -1:
                     if skipping:
                         skipping = False
-                        continue
-                    if parsed := _json_object(line):
+                    elif parsed := _json_object(bytes(pending[start:end])):
                         yield parsed
+                    start, end = end + 1, pending.find(b"\n", end + 1)
+                del pending[:start]
                 if len(pending) > MAX_LINE_BYTES:
-                    pending, skipping = b"", True
-            if pending and not skipping and (parsed := _json_object(pending)):
+                    pending, skipping = bytearray(), True
+            if pending and not skipping and (parsed := _json_object(bytes(pending))):
                 yield parsed
 
 
@@ -105,7 +111,7 @@ class BatchAPI(Protocol):
 
     async def submit(self, items: list[tuple[str, ChatRequest]], tag: str) -> str: ...
 
-    async def find(self, tag: str) -> str | None: ...
+    async def find(self, tag: str, submitted_at: float) -> str | None: ...
 
     async def state(self, batch_id: str) -> BatchState: ...
 
@@ -139,15 +145,22 @@ class OpenAIBatches:
                                      "body": body}, ensure_ascii=False))
         upload = await self.client.files.create(
             file=("harness-batch.jsonl", io.BytesIO(("\n".join(lines) + "\n").encode())), purpose="batch")
-        batch = await self.client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+        # Not retried: a create whose answer was lost may have made a batch; the next run finds it by its tag.
+        batch = await self.client.with_options(max_retries=0).batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
                                                  completion_window=self.model.batch_completion_window,
                                                  metadata={"harness_tag": tag})
         return batch.id
 
-    async def find(self, tag: str) -> str | None:
+    async def find(self, tag: str, submitted_at: float) -> str | None:
+        """The batch carrying `tag`, among those created since the journal was written (newest first:
+        the listing stops at the first batch older than that, or after 50 pages)."""
+        seen = 0
         async for batch in self.client.batches.list(limit=100):
             if (batch.metadata or {}).get("harness_tag") == tag:
                 return batch.id
+            seen += 1
+            if batch.created_at < submitted_at - 3600 or seen >= 5000:
+                break
         return None
 
     async def state(self, batch_id: str) -> BatchState:
@@ -177,8 +190,9 @@ class OpenAIBatches:
                 request = requests.get(custom_id)
                 if request is None:
                     continue
-                response, error = line.get("response") or {}, line.get("error")
-                body = response.get("body") if isinstance(response, dict) else None
+                response, error = line.get("response"), line.get("error")
+                response = response if isinstance(response, dict) else {}
+                body = response.get("body")
                 if response.get("status_code") == 200 and isinstance(body, dict) and not error:
                     try:
                         check_answer(body)
@@ -193,7 +207,8 @@ class OpenAIBatches:
                     yield _failed(custom_id, "expired" if code == "batch_expired" else "batch_error",
                                   f"{code}: {str(error.get('message'))[:300]}")
                 else:
-                    message = (body or {}).get("error", {}).get("message") if isinstance(body, dict) else None
+                    body_error = body.get("error") if isinstance(body, dict) else None
+                    message = body_error.get("message") if isinstance(body_error, dict) else body_error
                     yield _failed(custom_id, "batch_error", f"HTTP {response.get('status_code')}: {str(message)[:300]}",
                                   status=response.get("status_code") if isinstance(response.get("status_code"), int) else None)
 
@@ -218,10 +233,11 @@ class AnthropicBatches:
             kwargs = build_message_kwargs(self.model, request)
             params = {k: v for k, v in kwargs.items() if k != "extra_body"} | (kwargs.get("extra_body") or {})
             requests.append({"custom_id": custom_id, "params": params})
-        batch = await self.client.messages.batches.create(requests=requests)
+        # Not retried (a create whose answer was lost may have made a batch); no metadata to find it by.
+        batch = await self.client.with_options(max_retries=0).messages.batches.create(requests=requests)
         return batch.id
 
-    async def find(self, tag: str) -> str | None:
+    async def find(self, tag: str, submitted_at: float) -> str | None:
         return None  # Message Batches carry no metadata: a batch created by a killed run cannot be told apart
 
     async def state(self, batch_id: str) -> BatchState:
@@ -233,7 +249,8 @@ class AnthropicBatches:
     async def results(self, state: BatchState, requests: dict[str, ChatRequest]) -> AsyncIterator[ItemResult]:
         batch = await self.client.messages.batches.retrieve(state.id)
         url = str(batch.results_url or "")
-        if urlsplit(url).netloc != urlsplit(str(self.client.base_url)).netloc:
+        given, configured = urlsplit(url), urlsplit(str(self.client.base_url))
+        if (given.scheme, given.netloc) != (configured.scheme, configured.netloc):
             raise RequestFailed(f"batch {state.id}: results_url {url[:200]!r} is not on {self.client.base_url}; "
                                 f"the key is sent nowhere else", kind="batch_results")
         headers = {"x-api-key": self.client.api_key or "",

@@ -14,7 +14,8 @@ from typing import Any
 
 from harness.common.exchange import ChatRequest, Usage
 from harness.config import PricingConfig
-from harness.spend.budget import DEFAULT_BYTES_PER_TOKEN, max_output_tokens, prompt_bytes, worst_case_cost
+from harness.spend.budget import (DEFAULT_BYTES_PER_TOKEN, max_output_tokens, prompt_bytes, prompt_token_bound,
+                                  worst_case_cost)
 from harness.spend.price_book import PriceSchedule, inline_schedule
 
 BATCH_WINDOW_S = 24 * 3600.0  # OpenAI's and Anthropic's batch completion window
@@ -109,7 +110,6 @@ def estimate(planned: list[tuple[ChatRequest, bool]], prices: PriceSchedule | Pr
                     f"no earlier run of this model and task: {DEFAULT_BYTES_PER_TOKEN:g} bytes per prompt token, "
                     f"output = max_tokens (an upper bound)")
     usages: list[Usage] = []
-    worst_rates = schedule.worst_rates()
     for request, cached in planned:
         result.requests += 1
         if cached:
@@ -122,7 +122,7 @@ def estimate(planned: list[tuple[ChatRequest, bool]], prices: PriceSchedule | Pr
         result.input_tokens += input_tokens
         result.output_tokens += output_tokens
         usages.append(Usage(input_tokens=round(input_tokens), output_tokens=round(output_tokens)))
-        result.worst_case_usd += worst_case_cost(request, worst_rates)
+        result.worst_case_usd += worst_case_cost(request, schedule.worst_rates(prompt_token_bound(request)))
     result.ways = ways_to_run(usages, schedule, history, concurrency, now, window)
     result.cost_usd = result.ways[0].cost_usd or 0.0
     return result

@@ -180,12 +180,13 @@ class PriceSchedule:
             cost *= 1.0 - period.batch_discount
         return Quote(cost, period.id, window, batch, long)
 
-    def worst_rates(self) -> PricingConfig:
-        """The highest of every rate over periods and windows: what a budget may assume."""
+    def worst_rates(self, prompt_tokens: int | None = None) -> PricingConfig:
+        """The highest of every rate over periods and windows: what a budget may assume. A long-context
+        tier counts only for a prompt that could pass its threshold (`prompt_tokens`: an upper bound)."""
         best: dict[str, float] = {k: 0.0 for k in RATE_FIELDS}
         for period in self.periods:
             candidates = [period.rates, *period.rates.windows]
-            if period.long_context:
+            if period.long_context and (prompt_tokens is None or prompt_tokens > period.long_context.above_input_tokens):
                 candidates.append(period.long_context)
             for rates in candidates:
                 for k in RATE_FIELDS:

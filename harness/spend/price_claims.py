@@ -102,3 +102,9 @@ def match_price_claim_any(schedules: list[PriceSchedule], metric: str, value: fl
     return PriceMatch(closest.status, closest.book_value, closest.period, closest.span, matching,
                       f"${value:g} {metric}: none of {names} had that price on {date}; {elsewhere}; closest on the "
                       f"date: " + "; ".join(m.detail.split(": ", 1)[1].split("; it matches")[0] for m in matches))
+
+
+def price_matches(claims: list, model_name: str, schedule: PriceSchedule) -> dict[str, PriceMatch]:
+    """The book's word on each price claim about `model_name` (a model config), for the run's verdicts."""
+    return {c.id: match_price_claim(schedule, c.metric, c.value, c.source.date)
+            for c in claims if c.kind == "price" and c.model == model_name}
