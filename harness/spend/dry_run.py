@@ -157,8 +157,8 @@ def ways_to_run(usages: list[Usage], schedule: PriceSchedule, history: History |
         ways.append(WayToRun(window, sum(q.cost_usd for q in quoted), _labels(quoted) or window,
                              opens.isoformat(timespec="seconds"),
                              waited + online_s if online_s is not None else None, None,
-                             f"schedule.off_peak=true waits {waited / 3600:.1f} h for it (closes "
-                             f"{closes.strftime('%H:%M')} UTC)" + ("" if fits else "; the run outlasts the window: "
+                             (f"schedule.off_peak=true waits {waited / 3600:.1f} h for it" if waited > 0 else
+                              "open now") + f" (closes {closes.strftime('%a %H:%M')} UTC)" + ("" if fits else "; the run outlasts the window: "
                                                                     "later responses are billed at the standard price")))
     return ways
 
