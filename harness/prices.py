@@ -5,28 +5,16 @@ sources; with --at, only the period in force then (and the window, if DATE has a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import yaml
 
-from harness.config import ConfigError
+from harness.config import ConfigError, PricingConfig
 from harness.claims.registry import CLAIMS_DIR, load_claims
-from harness.spend.price_book import PriceBook, PriceSchedule, PricePeriod, load_book, parse_time
-from harness.spend.price_claims import match_price_claim_any
-
-MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "conf" / "model"
-
-
-def book_id(name: str) -> str:
-    """A model config's name (v4-flash) or a book id (deepseek-v4-flash) -> the book id."""
-    path = MODEL_CONFIGS / f"{name}.yaml"
-    if path.is_file():
-        book = ((yaml.safe_load(path.read_text()) or {}).get("pricing") or {}).get("book")
-        if not book:
-            raise ConfigError(f"model config {name} has inline prices (pricing.book is null): see {path}")
-        return book
-    return name
+from harness.spend.price_book import PriceBook, PricePeriod, PriceSchedule, inline_schedule, load_book, parse_time
+from harness.spend.price_claims import MODEL_CONFIGS, book_id, registry_price_matches
 
 
 def _rate(value: float | None) -> str:
@@ -50,7 +38,8 @@ def format_period(period: PricePeriod, current: bool = False) -> list[str]:
     if period.promotion:
         lines.append(f"        promotion: {period.promotion}")
     for source in period.sources:
-        lines.append(f"        {'source' if source.used else 'also  '} ({source.kind}, retrieved {source.retrieved}): "
+        when = f", retrieved {source.retrieved}" if source.retrieved else ""
+        lines.append(f"        {'source' if source.used else 'also  '} ({source.kind}{when}): "
                      f"{source.title or ''} {source.url}".rstrip())
     for d in period.disagreements:
         lines.append(f"        disagrees ({d.source.kind}): {d.source.title or d.source.url} says {d.says}"
@@ -61,7 +50,7 @@ def format_period(period: PricePeriod, current: bool = False) -> list[str]:
 
 
 def format_schedule(schedule: PriceSchedule, at: str | None = None) -> str:
-    lines = [f"{schedule.model} ({schedule.provider}, USD per 1M tokens; {schedule.book_file})"]
+    lines = [f"{schedule.model} ({schedule.provider}, USD per 1M tokens; {schedule.book_file or 'the model config'})"]
     when = parse_time(at, "--at") if at else None
     periods = [schedule.period_at(when)] if when else schedule.periods
     for period in periods:
@@ -77,17 +66,22 @@ def format_schedule(schedule: PriceSchedule, at: str | None = None) -> str:
 
 def price_claim_lines(book: PriceBook, claims_dir: str | None = None, model: str | None = None) -> list[str]:
     """One dated verdict per price claim (of `model` only, when given)."""
-    lines = []
-    for claim in load_claims(Path(claims_dir) if claims_dir else CLAIMS_DIR):
-        if claim.kind != "price" or (model and claim.model != model):
-            continue
-        books = list(claim.price_books) or ([book_id(claim.model)] if claim.model else [])
-        if not books:
-            lines.append(f"{claim.id}: no model config or price_books for {claim.model_as_named}: not judged")
-            continue
-        match = match_price_claim_any([book.schedule(b) for b in books], claim.metric, claim.value, claim.source.date)
-        lines.append(f"{claim.id} ({claim.source.publication}, {claim.source.date}): {match.status.upper()} — {match.detail}")
-    return lines
+    claims = [c for c in load_claims(Path(claims_dir) if claims_dir else CLAIMS_DIR)
+              if c.kind == "price" and (not model or c.model == model)]
+    matches = registry_price_matches(claims, book)
+    return [f"{c.id} ({c.source.publication}, {c.source.date}): {matches[c.id].status.upper()} — {matches[c.id].detail}"
+            if c.id in matches else f"{c.id}: no model config or price_books for {c.model_as_named}: not judged"
+            for c in claims]
+
+
+def model_schedule(book: PriceBook, name: str) -> PriceSchedule:
+    """The book's entry for a model config or book id; a config with inline prices shows those."""
+    path = MODEL_CONFIGS / f"{name}.yaml"
+    pricing = ((yaml.safe_load(path.read_text()) or {}).get("pricing") if path.is_file() else None) or {}
+    if path.is_file() and not pricing.get("book"):
+        known = {f.name for f in dataclasses.fields(PricingConfig)} - {"windows"}
+        return inline_schedule(PricingConfig(**{k: v for k, v in pricing.items() if k in known}))
+    return book.schedule(book_id(name))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.claims:
             print("\n".join(price_claim_lines(book, args.claims_dir, args.model)) or "no price claims")
             return 0
-        schedules = [book.schedule(book_id(args.model))] if args.model else list(book.schedules.values())
+        schedules = [model_schedule(book, args.model)] if args.model else list(book.schedules.values())
         print("\n\n".join(format_schedule(s, args.at) for s in schedules))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,7 +10,8 @@ from pathlib import Path
 HARNESS = Path(__file__).resolve().parent.parent / "harness"
 # Top to bottom. Entry modules (CLI, one job) may import anything; config (schemas) imports nothing.
 STAGES = ["benchmarks", "endpoints", "spend", "scoring", "claims", "records", "common", "sandbox", "config"]
-ENTRIES = {"harness.__main__", "harness.run", "harness.data", "harness.compare", "harness.prices"}
+ENTRIES = {"harness.__main__", "harness.run", "harness.data", "harness.compare", "harness.prices",
+           "harness.claims.__main__"}  # CLIs
 
 
 def module_name(path: Path) -> str:

@@ -18,6 +18,17 @@ def _latest_run(results_dir: Path) -> Path:
     return finished[-1]
 
 
+def book_verdicts(claims: list) -> dict:
+    """Price claims need no run: each is judged against the price book on its own date."""
+    from harness.claims.verdicts import price_verdict
+    from harness.spend.price_book import load_book
+    from harness.spend.price_claims import registry_price_matches
+
+    matches = registry_price_matches(claims, load_book())
+    return {c.id: price_verdict(c, matches[c.id], note="the price book on the claim's date")
+            for c in claims if c.id in matches}
+
+
 def board_main(argv: list[str]) -> int:
     """`board`: the latest verdict of every claim over local and tracked runs, as one HTML page."""
     from harness.claims.board import BOARD_FILE, Tracking, build_board, collect_runs, log_board, render_board, warn
@@ -48,7 +59,7 @@ def board_main(argv: list[str]) -> int:
     uri = args.tracking_uri or (f"sqlite:///{store.resolve()}" if store.exists() else None)
     tracking = Tracking(uri, args.experiment) if uri else None
     runs, read_from = collect_runs(results_dir, tracking)
-    board = build_board(claims, runs, read_from)
+    board = build_board(claims, runs, read_from, book_verdicts(claims))
     out = Path(args.out) if args.out else results_dir / BOARD_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_board(board), encoding="utf-8")

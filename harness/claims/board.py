@@ -215,8 +215,10 @@ def _unchecked(claim: Claim) -> str:
     return NO_MODEL if claim.model is None else NOT_CHECKED
 
 
-def build_board(claims: list[Claim], runs: list[CheckedRun], read_from: list[str] | None = None) -> Board:
-    """One row per claim: the verdict of the most recent run that judged it, else why there is none."""
+def build_board(claims: list[Claim], runs: list[CheckedRun], read_from: list[str] | None = None,
+                book_verdicts: dict[str, Verdict] | None = None) -> Board:
+    """One row per claim: the verdict of the most recent run that judged it, else (price claims) the price
+    book's on the claim's date, else why there is none."""
     latest: dict[str, tuple[CheckedRun, Verdict]] = {}
     n_runs: Counter[str] = Counter()
     for run in sorted(runs, key=lambda r: (r.when, r.run_id)):
@@ -225,7 +227,7 @@ def build_board(claims: list[Claim], runs: list[CheckedRun], read_from: list[str
             n_runs[verdict.claim_id] += 1
     rows = []
     for claim in claims:
-        run, verdict = latest.get(claim.id, (None, None))
+        run, verdict = latest.get(claim.id, (None, (book_verdicts or {}).get(claim.id)))
         rows.append(BoardRow(claim, verdict.status if verdict else _unchecked(claim), verdict, run, n_runs[claim.id]))
     known = {c.id for c in claims}
     return Board(tuple(rows), tuple(runs), tuple(read_from or ()), tuple(sorted(set(latest) - known)))
@@ -280,6 +282,8 @@ def _badge(status: str, title: str = "") -> str:
 def _run_cell(row: BoardRow) -> str:
     run, claim = row.run, row.claim
     if run is None:
+        if row.verdict is not None:
+            return f"<span class='muted'>{_e(row.verdict.detail)}</span>"
         if row.status != NOT_CHECKED:
             return "<span class='muted'>—</span>"
         # A price or speed claim is checked by any run of the model (speed: a streamed one); a score claim

@@ -141,16 +141,22 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
                        f"{'—' if math.isnan(detectable) else f'{100 * detectable:.1f}'} points (80% power, 5% level); "
                        f"a {100 * POWER_SHORTFALL:.0f}-point shortfall needs {needed} items"))
         elif claim.kind == "price":
-            match = (price_matches or {}).get(claim.id)
             billed = ", ".join(u["price"] for u in summary.get("prices_used") or []) or "nothing bought"
-            verdicts.append(Verdict(
-                **common, status=match.status if match else NOT_MEASURED, measured=match.book_value if match else None,
-                ci95=None, n=None, task=cfg.task.name, mismatches=(), unknowns=(), cost_usd=summary["cost_usd"],
-                detail=(match.detail if match else "no price book entry to judge it by")
-                + f"; this run was billed at: {billed}"))
+            verdicts.append(price_verdict(claim, (price_matches or {}).get(claim.id), cfg.task.name,
+                                          summary["cost_usd"], f"this run was billed at: {billed}"))
         elif claim.kind == "speed":
             verdicts.append(speed_verdict(claim, common, summary.get("speed"), cfg.task.name))
     return verdicts
+
+
+def price_verdict(claim: Claim, match: PriceMatch | None, task: str | None = None, cost_usd: float | None = None,
+                  note: str = "") -> Verdict:
+    """A price claim against the price book on the claim's date (a run adds what it was billed at)."""
+    return Verdict(claim_id=claim.id, kind=claim.kind, model_as_named=claim.model_as_named, benchmark=claim.benchmark,
+                   source=f"{claim.source.publication}, {claim.source.date}", claimed=claim.value,
+                   status=match.status if match else NOT_MEASURED, measured=match.book_value if match else None,
+                   ci95=None, n=None, task=task, mismatches=(), unknowns=(), cost_usd=cost_usd,
+                   detail=(match.detail if match else "no price book entry to judge it by") + (f"; {note}" if note else ""))
 
 
 # A speed is one number measured under conditions no article states (prompt and output length, load,

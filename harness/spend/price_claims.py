@@ -8,9 +8,15 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import re
+from pathlib import Path
+
+import yaml
 
 from harness.common.price_match import PriceMatch
-from harness.spend.price_book import PricePeriod, PriceSchedule
+from harness.config import ConfigError
+from harness.spend.price_book import PriceBook, PricePeriod, PriceSchedule
+
+MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "model"
 
 # Claim metric -> the book's field, and the verdict statuses (as in harness.claims.verdicts).
 PRICE_FIELDS = {"input": "input_per_mtok", "cached_input": "cached_input_per_mtok", "output": "output_per_mtok"}
@@ -108,3 +114,28 @@ def price_matches(claims: list, model_name: str, schedule: PriceSchedule) -> dic
     """The book's word on each price claim about `model_name` (a model config), for the run's verdicts."""
     return {c.id: match_price_claim(schedule, c.metric, c.value, c.source.date)
             for c in claims if c.kind == "price" and c.model == model_name}
+
+
+def book_id(name: str) -> str:
+    """A model config's name (v4-flash) or a book id (deepseek-v4-flash) -> the book id."""
+    path = MODEL_CONFIGS / f"{name}.yaml"
+    if path.is_file():
+        book = ((yaml.safe_load(path.read_text()) or {}).get("pricing") or {}).get("book")
+        if not book:
+            raise ConfigError(f"model config {name} has inline prices (pricing.book is null): see {path}")
+        return book
+    return name
+
+
+def registry_price_matches(claims: list, book: PriceBook) -> dict[str, PriceMatch]:
+    """Every price claim the book can speak to, judged on its date without a run: by its model config's
+    book entry, or by every entry in its `price_books` (a model named ambiguously)."""
+    matches = {}
+    for claim in claims:
+        if claim.kind != "price":
+            continue
+        books = list(claim.price_books) or ([book_id(claim.model)] if claim.model else [])
+        if books:
+            matches[claim.id] = match_price_claim_any([book.schedule(b) for b in books], claim.metric, claim.value,
+                                                      claim.source.date)
+    return matches
