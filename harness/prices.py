@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def _rate(value: float | None) -> str:
 
 def format_period(period: PricePeriod, current: bool = False) -> list[str]:
     r = period.rates
-    lines = [f"  {'*' if current else ' '} {period.id:<22} {period.span():<24} in {_rate(r.input_per_mtok)}  "
+    lines = [f"  {'*' if current else ' '} {period.id:<22} {_span(period):<36} in {_rate(r.input_per_mtok)}  "
              f"cache hit {_rate(r.cached_input_per_mtok)}  out {_rate(r.output_per_mtok)}"
              + (f"  cache write {_rate(r.cache_write_per_mtok)}" if r.cache_write_per_mtok is not None else "")
              + (f"  batch -{period.batch_discount:.0%}" if period.batch_discount else "")]
@@ -38,29 +39,46 @@ def format_period(period: PricePeriod, current: bool = False) -> list[str]:
     if period.promotion:
         lines.append(f"        promotion: {period.promotion}")
     for source in period.sources:
-        when = f", retrieved {source.retrieved}" if source.retrieved else ""
-        lines.append(f"        {'source' if source.used else 'also  '} ({source.kind}{when}): "
+        dates = ", ".join(x for x in (f"published {source.published}" if source.published else "",
+                                      f"retrieved {source.retrieved}" if source.retrieved else "") if x)
+        lines.append(f"        {'numbers from' if source.used else 'agrees     '} ({source.kind}{', ' + dates if dates else ''}): "
                      f"{source.title or ''} {source.url}".rstrip())
     for d in period.disagreements:
-        lines.append(f"        disagrees ({d.source.kind}): {d.source.title or d.source.url} says {d.says}"
+        said = "; ".join(f"{k} {v}" for k, v in d.says.items() if k != "windows") or "other windows"
+        lines.append(f"        disagrees  ({d.source.kind}): {d.source.title or d.source.url} says {said}"
                      + (f" — not used: {d.why_not_used}" if d.why_not_used else ""))
     if period.note:
         lines.append(f"        note: {period.note}")
     return lines
 
 
+def _span(period: PricePeriod) -> str:
+    """The period's dates, with the hour where it does not start or end at midnight UTC."""
+    def edge(at):
+        if at is None:
+            return None
+        return at.strftime("%Y-%m-%d") if (at.hour, at.minute) == (0, 0) else at.strftime("%Y-%m-%d %H:%MZ")
+    return f"{edge(period.effective_from) or '…'} .. {edge(period.effective_to) or 'now'}"
+
+
 def format_schedule(schedule: PriceSchedule, at: str | None = None) -> str:
     lines = [f"{schedule.model} ({schedule.provider}, USD per 1M tokens; {schedule.book_file or 'the model config'})"]
     when = parse_time(at, "--at") if at else None
-    periods = [schedule.period_at(when)] if when else schedule.periods
-    for period in periods:
-        lines += format_period(period, current=when is not None)
-    if when is not None:
+    if when is not None:  # the answer first, in dollars
+        rates, period, window, _ = schedule.rates_at(when)
+        timed = "T" in at or " " in at.strip()
+        lines.append(f"  on {when:%Y-%m-%d %H:%M} UTC: period {period.id}" + (f", window {window}" if window else
+                     (", base rates" if timed else "")) + f": in {_rate(rates.input_per_mtok)}  cache hit "
+                     f"{_rate(rates.cached_input_per_mtok)}  out {_rate(rates.output_per_mtok)}"
+                     + ("" if timed or not period.rates.windows else "  (time-of-day windows below: add a time, "
+                                                                    "e.g. --at 2026-06-01T17:00Z)"))
         if not schedule.in_book(when):
-            lines.append(f"    {at} is outside every period: the nearest one is shown")
-        _, _, window, _ = schedule.rates_at(when)
-        if "T" in at or " " in at.strip():
-            lines.append(f"    at {when:%Y-%m-%d %H:%M} UTC: " + (f"window {window}" if window else "base rates"))
+            lines.append(f"  WARNING: {at} is outside every period of the book (it starts "
+                         f"{_span(schedule.periods[0]).split(' ..')[0]}): the nearest period is shown")
+        elif period.effective_to is None and when > dt.datetime.now(dt.timezone.utc):
+            lines.append("  note: a future date: the book knows prices up to today, not changes still to come")
+    for period in ([schedule.period_at(when)] if when else schedule.periods):
+        lines += format_period(period, current=when is not None)
     return "\n".join(lines)
 
 
@@ -81,11 +99,16 @@ def model_schedule(book: PriceBook, name: str) -> PriceSchedule:
     if path.is_file() and not pricing.get("book"):
         known = {f.name for f in dataclasses.fields(PricingConfig)} - {"windows"}
         return inline_schedule(PricingConfig(**{k: v for k, v in pricing.items() if k in known}))
-    return book.schedule(book_id(name))
+    book_name = book_id(name)
+    if book_name not in book.schedules:
+        models = sorted(p.stem for p in MODEL_CONFIGS.glob("*.yaml"))
+        raise ConfigError(f"{name!r} is neither a model config ({', '.join(models)}) nor a price-book id "
+                          f"({', '.join(sorted(book.schedules))})")
+    return book.schedule(book_name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.prices", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.prices", description=__doc__)
     parser.add_argument("model", nargs="?", help="a model config name (v4-flash) or book id (deepseek-v4-flash)")
     parser.add_argument("--at", help="a date or UTC time (2026-05-01, 2026-06-01T17:00Z): the prices in force then")
     parser.add_argument("--dir", help="another price-book folder (default conf/prices)")
@@ -93,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--claims-dir", help="another claims folder (default conf/claims)")
     args = parser.parse_args(argv)
     try:
+        for flag, folder in (("--dir", args.dir), ("--claims-dir", args.claims_dir)):
+            if folder and not Path(folder).is_dir():
+                raise ConfigError(f"{flag} {folder}: no such folder")
         book = load_book(args.dir)
         if args.claims:
             print("\n".join(price_claim_lines(book, args.claims_dir, args.model)) or "no price claims")

@@ -149,13 +149,11 @@ def run(raw_cfg: Any) -> RunResult:
         resolve_api_key(cfg.model)  # fail before anything slow if the key is missing
     if cfg.task.executes_code and not cfg.dry_run:
         check_sandbox(cfg)  # no money spent on answers that could not be graded safely
+    from harness.endpoints.batch import check_spending_config
     from harness.spend.price_book import schedule_for
 
     prices = schedule_for(cfg.model.pricing)  # a wrong book entry fails here, before anything is sent
-    if cfg.model.batch and not cfg.dry_run:
-        from harness.endpoints.batch import check_batch_config
-
-        check_batch_config(cfg.model, cfg.cache.enabled, prices.period_at(dt.datetime.now(dt.timezone.utc)).batch_discount)
+    check_spending_config(cfg, prices)  # batch / off-peak / prices: the same checks in a dry run
 
     # Heavy imports only once the cheap checks passed.
     from lm_eval import simple_evaluate

@@ -146,7 +146,10 @@ def test_the_prices_command_prints_the_book_and_the_period_in_force_on_a_date(tm
     assert "launch" in everything.stdout and "promo" in everything.stdout and "https://example.test" in everything.stdout
     wrong = subprocess.run([sys.executable, "-m", "harness.prices", "nope", "--dir", str(folder)], cwd=PROJECT_ROOT,
                            capture_output=True, text=True)
-    assert wrong.returncode == 2 and "has: m-1" in wrong.stderr
+    assert wrong.returncode == 2 and "nor a price-book id (m-1)" in wrong.stderr and "v4-flash" in wrong.stderr
+    missing = subprocess.run([sys.executable, "-m", "harness.prices", "--dir", str(tmp_path / "nowhere")],
+                             cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
 
 
 # ----------------------------------------------------------------------------------- whole runs
@@ -323,3 +326,19 @@ def test_weekday_windows_make_a_weekend_off_peak_and_the_next_window_spans_it(tm
     (tmp_path / "book" / "fake.yaml").write_text(yaml.safe_dump(book))
     with pytest.raises(ConfigError, match="window days are mon"):
         load_book(tmp_path / "book")
+
+
+def test_a_dry_run_refuses_what_the_run_would_refuse_and_offers_only_what_can_run(tmp_path, gsm8k_docs):
+    data = [f"task.dataset_path={gsm8k_docs}", "task=gsm8k", "task.dataset_sha256=null", "task.num_fewshot=0",
+            f"results_dir={tmp_path / 'r'}", "tracking=none", "claims.enabled=false", "limit=2", "dry_run=true"]
+    gemini = run_harness("model=gemini-3.1-pro", *data)
+    assert gemini.returncode == 0, gemini.stderr[-2000:]
+    (plan,) = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("runs/*gemini*/dry_run.json")]
+    batch = {w["way"]: w for w in plan["estimate"]["ways"]}["batch"]
+    assert batch["cost_usd"] is None and "provider 'google'" in batch["note"]  # the book has a discount; we cannot batch
+    for wrong, says in [("model=v4-flash model.batch=true", "model.batch=true sends through"),
+                        ("model=gpt-5.5 schedule.off_peak=true", "schedule.off_peak=false")]:
+        refused = run_harness(*wrong.split(), *data)
+        assert refused.returncode == 2 and says in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    free = run_harness("model=v4-flash", "model.pricing.book=null", *data)
+    assert free.returncode == 0 and "has no prices" in free.stderr and "budget.max_usd" in free.stderr

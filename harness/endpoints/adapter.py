@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from harness.spend.budget import BudgetGuard, prompt_bytes, prompt_token_bound, worst_case_cost
 from harness.spend.dry_run import DryRun, History, estimate
+from harness.endpoints.batch import batch_refusal
 from harness.endpoints.cache import ResponseCache, cache_key
 from harness.config import ModelConfig
 from harness.common.doc_key import doc_key
@@ -167,7 +168,8 @@ class EndpointLM(LM):
             repeat_counter[slot] += 1
         if self.dry_run:
             raise DryRun(estimate([(request, self._cached(request)) for *_, request in planned],
-                                  self.prices, self.history, self.model.concurrency, window=self.off_peak_window))
+                                  self.prices, self.history, self.model.concurrency, window=self.off_peak_window,
+                                  batch_refusal=batch_refusal(self.model)))
         return asyncio.run(self._generate_all(planned, disable_tqdm))
 
     def response_cost(self, completion: Completion, at: dt.datetime | None = None, batch: bool = False) -> float:
@@ -190,6 +192,12 @@ class EndpointLM(LM):
                 "generation": {"seconds": seconds, "requests_sent": spend.requests_sent,
                                "concurrency": self.model.concurrency, "batch": self.model.batch}}
 
+    def worst_usd(self, request: ChatRequest) -> float:
+        """What the request could cost at most: its prompt bound and max_tokens at the highest rates the
+        book has from now on (a period that ended cannot bill it)."""
+        return worst_case_cost(request, self.prices.worst_rates(prompt_token_bound(request),
+                                                                dt.datetime.now(dt.timezone.utc)))
+
     def _cached(self, request: ChatRequest) -> bool:
         return self.cache is not None and self.cache.get(cache_key(self.endpoint.identity, request)) is not None
 
@@ -199,7 +207,7 @@ class EndpointLM(LM):
         if self.budget is None:
             completion = await self.endpoint.complete(request, doc_key=key_of_doc)
             return completion, self.response_cost(completion)
-        worst = worst_case_cost(request, self.prices.worst_rates(prompt_token_bound(request)))
+        worst = self.worst_usd(request)
         if not await self.budget.reserve(worst):
             raise RequestFailed(
                 f"not sent: budget.max_usd={self.budget.max_usd:g} would be exceeded (spent "
@@ -239,7 +247,7 @@ class EndpointLM(LM):
             if self.budget is None:
                 return True
             request = pending[key]
-            worst = worst_case_cost(request, self.prices.worst_rates(prompt_token_bound(request))) * (1.0 - discount)
+            worst = self.worst_usd(request) * (1.0 - discount)
             if not self.budget.try_reserve(worst):
                 return False
             reserved[key] = worst

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,9 +28,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from harness.common.exchange import ChatRequest, Completion
-from harness.config import ConfigError, ModelConfig
+from harness.config import ConfigError, ModelConfig, RunConfig
 from harness.endpoints.base import EndpointError, RequestFailed
 from harness.endpoints.batch_apis import BATCH_PROVIDERS, BatchAPI, BatchState, new_tag
+from harness.spend.price_book import PriceSchedule
 
 # Per batch at most (OpenAI: 50,000 requests and 200 MB of input; Anthropic: 100,000 requests, 256 MB).
 MAX_ITEMS_PER_BATCH = 50_000
@@ -36,13 +39,37 @@ MAX_ITEMS_PER_BATCH = 50_000
 GIVE_UP_AFTER_S = 25 * 3600.0
 
 
+def check_spending_config(cfg: RunConfig, prices: PriceSchedule) -> None:
+    """Before anything is sent, and in a dry run too (a dry run that passes must mean the run can start):
+    batch mode and off-peak scheduling that cannot work are refused, a paid API without prices is named."""
+    now = dt.datetime.now(dt.timezone.utc)
+    check_batch_config(cfg.model, cfg.cache.enabled, prices.period_at(now).batch_discount)
+    if cfg.schedule.off_peak and prices.next_window_start(cfg.schedule.window, now) is None:
+        raise ConfigError(f"schedule.off_peak=true, but the price book has no '{cfg.schedule.window}' window for "
+                          f"{prices.model}: run without it (schedule.off_peak=false)")
+    pricing = cfg.model.pricing
+    if (not pricing.book and not (pricing.input_per_mtok or pricing.output_per_mtok or pricing.gpu_hour_usd)
+            and cfg.model.api_key_env and not cfg.model.api_key_optional):
+        print(f"[harness] warning: model '{cfg.model.name}' is reached with a key ({cfg.model.api_key_env}) but has no "
+              f"prices (model.pricing.book is null and no inline prices): its costs show as $0 and budget.max_usd "
+              f"cannot stop anything. Set model.pricing.book or model.pricing.input_per_mtok / output_per_mtok.",
+              file=sys.stderr, flush=True)
+
+
+def batch_refusal(model: ModelConfig) -> str | None:
+    """Why this model cannot go through a batch API here (None: it can)."""
+    if model.provider not in BATCH_PROVIDERS:
+        return (f"model.batch=true sends through {' or '.join(BATCH_PROVIDERS.values())}; model "
+                f"'{model.name}' is provider {model.provider!r}")
+    return None
+
+
 def check_batch_config(model: ModelConfig, cache_enabled: bool, batch_discount: float | None) -> None:
     """Refuse what cannot work before anything is sent, naming the fix."""
     if not model.batch:
         return
-    if model.provider not in BATCH_PROVIDERS:
-        raise ConfigError(f"model.batch=true sends through {' or '.join(BATCH_PROVIDERS.values())}; model "
-                          f"'{model.name}' is provider {model.provider!r}. Use model.batch=false.")
+    if batch_refusal(model):
+        raise ConfigError(f"{batch_refusal(model)}. Use model.batch=false.")
     if not cache_enabled:
         raise ConfigError("model.batch=true needs the response cache (answers arrive long after they are asked "
                           "for, and a resumed run reads them from there): set cache.enabled=true")

@@ -97,7 +97,8 @@ class DryRun(Exception):
 
 
 def estimate(planned: list[tuple[ChatRequest, bool]], prices: PriceSchedule | PricingConfig, history: History | None,
-             concurrency: int = 1, now: dt.datetime | None = None, window: str = "off-peak") -> DryRunEstimate:
+             concurrency: int = 1, now: dt.datetime | None = None, window: str = "off-peak",
+             batch_refusal: str | None = None) -> DryRunEstimate:
     """Tokens and dollars for the requests not in the cache. With history: prompt tokens from the
     bytes-per-token of earlier runs, output tokens their mean per request; without: 4 bytes per prompt
     token and every request using its whole max_tokens (an upper bound on output)."""
@@ -122,14 +123,14 @@ def estimate(planned: list[tuple[ChatRequest, bool]], prices: PriceSchedule | Pr
         result.input_tokens += input_tokens
         result.output_tokens += output_tokens
         usages.append(Usage(input_tokens=round(input_tokens), output_tokens=round(output_tokens)))
-        result.worst_case_usd += worst_case_cost(request, schedule.worst_rates(prompt_token_bound(request)))
-    result.ways = ways_to_run(usages, schedule, history, concurrency, now, window)
+        result.worst_case_usd += worst_case_cost(request, schedule.worst_rates(prompt_token_bound(request), now))
+    result.ways = ways_to_run(usages, schedule, history, concurrency, now, window, batch_refusal)
     result.cost_usd = result.ways[0].cost_usd or 0.0
     return result
 
 
 def ways_to_run(usages: list[Usage], schedule: PriceSchedule, history: History | None, concurrency: int,
-                now: dt.datetime, window: str) -> list[WayToRun]:
+                now: dt.datetime, window: str, batch_refusal: str | None = None) -> list[WayToRun]:
     """Standard now, batch, and the next `window` (off-peak), priced per request from the book."""
     online_s = (math.ceil(len(usages) / max(1, concurrency)) * history.slot_seconds_per_request
                 if history and history.slot_seconds_per_request is not None and usages else None)
@@ -138,7 +139,9 @@ def ways_to_run(usages: list[Usage], schedule: PriceSchedule, history: History |
                      schedule.period_at(now).id, now.isoformat(timespec="seconds"), online_s, online_s,
                      "" if online_s is not None else "no timed earlier run: wall time unknown")]
     period = schedule.period_at(now)
-    if period.batch_discount is None:
+    if batch_refusal:
+        ways.append(WayToRun("batch", None, note=batch_refusal))
+    elif period.batch_discount is None:
         ways.append(WayToRun("batch", None, note=f"no batch API in the book for {schedule.model} ({period.id})"))
     else:
         batched = [schedule.quote(u, now, batch=True) for u in usages]

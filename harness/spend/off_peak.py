@@ -20,7 +20,7 @@ def wait_for_window(prices: PriceSchedule, window: str, show: bool = True,
     opening = prices.next_window_start(window, now)
     if opening is None:
         raise ConfigError(f"schedule.off_peak=true, but the price book has no '{window}' window for "
-                          f"{prices.model} in the next 8 days; run without it (schedule.off_peak=false)")
+                          f"{prices.model} (within the next 8 days); run without it (schedule.off_peak=false)")
     opens, closes, _ = opening
     wait_s = max(0.0, (opens - now).total_seconds())
     print(f"[harness] off-peak: the '{window}' price opens {opens:%Y-%m-%d %H:%M} UTC and closes "

@@ -180,11 +180,14 @@ class PriceSchedule:
             cost *= 1.0 - period.batch_discount
         return Quote(cost, period.id, window, batch, long)
 
-    def worst_rates(self, prompt_tokens: int | None = None) -> PricingConfig:
-        """The highest of every rate over periods and windows: what a budget may assume. A long-context
-        tier counts only for a prompt that could pass its threshold (`prompt_tokens`: an upper bound)."""
+    def worst_rates(self, prompt_tokens: int | None = None, since: dt.datetime | None = None) -> PricingConfig:
+        """The highest of every rate over periods and windows: what a budget may assume. Only periods in
+        force `since` (now) or later count; a long-context tier only for a prompt that could pass its
+        threshold (`prompt_tokens`: an upper bound)."""
         best: dict[str, float] = {k: 0.0 for k in RATE_FIELDS}
         for period in self.periods:
+            if since is not None and period.effective_to is not None and period.effective_to <= _utc(since):
+                continue  # over before the requests can be answered
             candidates = [period.rates, *period.rates.windows]
             if period.long_context and (prompt_tokens is None or prompt_tokens > period.long_context.above_input_tokens):
                 candidates.append(period.long_context)
