@@ -227,6 +227,10 @@ class ClaimsConfig:
     # An interval including the claim is "consistent" only if its half-width is at most this (a
     # fraction: 0.10 = 10 points); wider is "underpowered".
     max_ci_halfwidth: float = 0.10
+    # A score verdict is "inconclusive" when counting the unscorable items (truncated, not extracted,
+    # failed) all right instead of all wrong would change it; this also makes it inconclusive once they
+    # pass a fixed fraction of the items (0.05 = 5%). null = only the first rule.
+    max_unscorable_fraction: Optional[float] = None
 
 
 @dataclass

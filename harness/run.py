@@ -321,7 +321,8 @@ def check_claims(cfg: RunConfig, summary: dict[str, Any]) -> list[dict[str, Any]
 
     claims = load_claims(Path(cfg.claims.dir) if cfg.claims.dir else CLAIMS_DIR)
     matches = price_matches(claims, cfg.model.name, schedule_for(cfg.model.pricing))
-    return [v.to_dict() for v in judge(claims, cfg, summary, cfg.claims.max_ci_halfwidth, matches)]
+    return [v.to_dict() for v in judge(claims, cfg, summary, cfg.claims.max_ci_halfwidth, matches,
+                                       cfg.claims.max_unscorable_fraction)]
 
 
 def build_summary(cfg: RunConfig, run_id: str, base_url: str, scores: list[TaskScore], rows: list[dict[str, Any]],

@@ -296,6 +296,9 @@ def test_claims_report_from_a_real_local_run(require_llama, gsm8k_dir, tmp_path)
     assert verdict["ci95"] == pytest.approx([100 * x for x in task["ci95"]])
     # SmolLM2 on 3 items: the Wilson upper bound is far below 99 unless all 3 are right.
     expected = "below claim" if task["ci95"][1] < 0.99 else "underpowered"
+    if verdict["strict_status"] != verdict["generous_status"]:  # truncated / unextracted answers decide it
+        expected = "inconclusive"
+        assert verdict["strict_status"] == "below claim" and "counted wrong" in verdict["detail"]
     assert verdict["status"] == expected
     assert any(m.startswith("subset: the claim is on the full set") for m in verdict["mismatches"])
     assert any(m.startswith("reasoning: the claim is at 'max'") for m in verdict["mismatches"])

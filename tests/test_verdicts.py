@@ -9,7 +9,8 @@ from harness.config import GenerationConfig, ModelConfig, PricingConfig, RunConf
 from harness.common.stats import mean_estimate
 from harness.spend.price_book import schedule_for
 from harness.spend.price_claims import match_price_claim
-from harness.claims.verdicts import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, UNDERPOWERED, judge, score_status
+from harness.claims.verdicts import (ABOVE, BELOW, CONSISTENT, INCONCLUSIVE, NOT_MEASURED, UNDERPOWERED, judge,
+                                     score_status)
 
 
 def _status(k: int, n: int, claimed_percent: float) -> str:
@@ -55,7 +56,8 @@ def _claim(**changes) -> Claim:
 
 def test_a_verdict_names_every_protocol_difference():
     [v] = judge([_claim()], _cfg(thinking=False, num_fewshot=0, task="mmlu_pro_0shot"), _summary(150, 200, "mmlu_pro_0shot"))
-    assert v.status == BELOW and v.n == 200 and v.measured == pytest.approx(75.0)
+    # Thinking off against a "Max" claim: the gap is the protocol's (blocking), so no below-claim verdict.
+    assert v.status == INCONCLUSIVE and v.strict_status == BELOW and v.n == 200 and v.measured == pytest.approx(75.0)
     text = " | ".join(v.mismatches)
     assert "reasoning: the claim is at 'max', the run at 'off'" in text
     assert "subset: the claim is on the full set (12,032 items), the run on 200 items" in text
@@ -118,3 +120,79 @@ def test_data_not_verified_against_the_pins_is_a_named_mismatch():
     summary["dataset"]["mmlu_pro_official"]["pinned"] = True
     [v] = judge([claim], _cfg(thinking=True, effort="max"), summary)
     assert v.mismatches == ()
+
+
+def _truncated_summary(k: int, n: int, truncated: int, errors: int = 0, task="mmlu_pro_official") -> dict:
+    summary = _summary(k, n, task)
+    summary["tasks"][task].update(n_truncated=truncated, n_extraction_failed=0, n_errors=errors)
+    return summary
+
+
+def test_unscorable_items_that_decide_the_verdict_make_it_inconclusive_with_the_range():
+    claim = _claim(value=80.0, protocol=Protocol())
+    # 40 of 200 right, 150 cut off at max_tokens: wrong they give 20% (below 80), right 95% (above 80).
+    [v] = judge([claim], _cfg(), _truncated_summary(40, 200, truncated=150))
+    assert v.status == INCONCLUSIVE and "150 truncated" in v.detail and "counted wrong" in v.detail
+    assert (v.strict_value, v.generous_value) == (pytest.approx(20.0), pytest.approx(95.0))
+    assert (v.strict_status, v.generous_status) == (BELOW, ABOVE)
+    # 3 truncated of 200 cannot move a 20% score past 80%: the verdict stands, the range is still shown.
+    [v] = judge([claim], _cfg(), _truncated_summary(40, 200, truncated=3))
+    assert v.status == BELOW and v.generous_value == pytest.approx(21.5)
+    # Failed requests count too (not in n): 150 of 350 items failed.
+    [v] = judge([claim], _cfg(), _truncated_summary(160, 200, truncated=0, errors=150))
+    assert v.status == INCONCLUSIVE and "150 failed request(s)" in v.detail
+    # A fixed ceiling on top, when configured.
+    [v] = judge([claim], _cfg(), _truncated_summary(40, 200, truncated=3), max_unscorable_fraction=0.01)
+    assert v.status == INCONCLUSIVE and "max_unscorable_fraction" in v.detail
+
+
+def test_thinking_off_against_a_max_reasoning_claim_is_inconclusive():
+    claim = _claim(value=87.5, protocol=Protocol(reasoning="max"))
+    [v] = judge([claim], _cfg(thinking=False), _summary(150, 200))
+    assert v.status == INCONCLUSIVE and "blocking protocol mismatch" in v.detail
+    [v] = judge([claim], _cfg(thinking=True, effort="max"), _summary(150, 200))
+    assert v.status != INCONCLUSIVE
+
+
+TRUNCATION_CLAIM = """
+claims:
+  - id: test-gsm8k-90
+    kind: score
+    model_as_named: "a model"
+    model: openai-compatible
+    benchmark: GSM8K
+    task: gsm8k
+    value: 90.0
+    unit: percent
+    source: {publication: "a claim written for this test", date: "2026-11-30"}
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_run_whose_answers_are_cut_off_gets_inconclusive_not_below_claim(tmp_path):
+    """A loopback server that stops every answer at max_tokens (finish_reason "length", no answer yet)."""
+    import json
+
+    from tests.conftest import run_harness, write_gsm8k
+    from tests.fault_server import FaultServer, chat_body, ok
+
+    data = write_gsm8k(tmp_path / "data", test=[(f"Question {i}: what is {i} plus {i}?", f"#### {2 * i}")
+                                                for i in range(10)])
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / "test.yaml").write_text(TRUNCATION_CLAIM)
+    cut = chat_body("Let me think about this step by step. First, we", completion_tokens=16)
+    cut["choices"][0]["finish_reason"] = "length"
+    with FaultServer() as server:
+        server.plan(*[ok(cut)] * 10)
+        result = run_harness("model=openai-compatible", f"model.base_url={server.base_url}", "model.model_id=m",
+                             "task=gsm8k", f"task.dataset_path={data}", "task.dataset_sha256=null",
+                             "task.num_fewshot=0", f"results_dir={tmp_path / 'r'}", "tracking=none",
+                             f"claims.dir={tmp_path / 'claims'}", "model.generation.max_tokens=16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (summary,) = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("runs/*/summary.json")]
+    assert summary["tasks"]["gsm8k"]["n_truncated"] == 10 and summary["tasks"]["gsm8k"]["value"] == 0.0
+    (verdict,) = summary["claims"]
+    assert verdict["status"] == "inconclusive" and verdict["strict_status"] == "below claim"
+    assert verdict["generous_value"] == pytest.approx(100.0) and "10 truncated" in verdict["detail"]
+    report = next((tmp_path / "r").glob("runs/*/claims.md")).read_text()
+    assert "inconclusive" in report and "unscorable items wrong 0.0 (below claim), right 100.0" in report

@@ -23,7 +23,7 @@ from typing import Any
 
 from harness.claims.registry import UNKNOWN, Claim
 from harness.claims.report import report_rows
-from harness.claims.verdicts import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, UNDERPOWERED, Verdict
+from harness.claims.verdicts import ABOVE, BELOW, CONSISTENT, INCONCLUSIVE, NOT_MEASURED, UNDERPOWERED, Verdict
 
 NOT_CHECKED, NO_TASK, NO_MODEL = "not checked yet", "no task", "no model config"
 BOARD_FILE, BOARD_RUN_NAME, BOARD_TAG = "claims_board.html", "claims board", ("kind", "claims_board")
@@ -234,12 +234,14 @@ def build_board(claims: list[Claim], runs: list[CheckedRun], read_from: list[str
 
 
 # --- the page ---------------------------------------------------------------------------------------
-_STATUS_CLASS = {CONSISTENT: "ok", BELOW: "bad", ABOVE: "high", UNDERPOWERED: "weak", NOT_MEASURED: "none",
+_STATUS_CLASS = {CONSISTENT: "ok", BELOW: "bad", ABOVE: "high", UNDERPOWERED: "weak", INCONCLUSIVE: "weak",
+                 NOT_MEASURED: "none",
                  NOT_CHECKED: "todo", NO_TASK: "none", NO_MODEL: "none"}
 _STATUS_MEANS = {
     CONSISTENT: "the run's 95% interval includes the claim and is narrow enough to have seen a gap",
     BELOW: "the run's 95% interval lies below the claim", ABOVE: "the run's 95% interval lies above the claim",
     UNDERPOWERED: "the interval includes the claim but is too wide to decide",
+    INCONCLUSIVE: "the run cannot speak to it: unscorable items decide the verdict, or a blocking protocol mismatch",
     NOT_MEASURED: "the run could not measure it (e.g. a speed claim on a run that did not stream)",
     NOT_CHECKED: "a run of our model config and task would check it; none has yet",
     NO_TASK: "no task config can check this benchmark yet",
@@ -383,7 +385,7 @@ def _contradictions_html(groups: list[tuple[BoardRow, ...]]) -> str:
 def render_board(board: Board) -> str:
     """The board as one self-contained page: inline CSS, no scripts, no external resources."""
     counts = board.counts()
-    order = [CONSISTENT, BELOW, ABOVE, UNDERPOWERED, NOT_MEASURED, NOT_CHECKED, NO_MODEL, NO_TASK]
+    order = [CONSISTENT, BELOW, ABOVE, UNDERPOWERED, INCONCLUSIVE, NOT_MEASURED, NOT_CHECKED, NO_MODEL, NO_TASK]
     badges = "".join(f"{_badge(s)}<b>{counts[s]}</b> &nbsp; " for s in order + sorted(set(counts) - set(order))
                      if counts[s])
     groups = board.contradictions()

@@ -23,6 +23,9 @@ def report_rows(verdicts: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         measured = _fmt(v["measured"], 4 if v["kind"] == "price" else 1)
         if v["ci95"]:
             measured += f" [{_fmt(v['ci95'][0])}, {_fmt(v['ci95'][1])}]"
+        if v.get("strict_value") is not None and v["strict_value"] != v["generous_value"]:
+            measured += (f"; unscorable items wrong {_fmt(v['strict_value'])} ({v['strict_status']}), "
+                         f"right {_fmt(v['generous_value'])} ({v['generous_status']})")
         mismatches = "; ".join(v["mismatches"]) or "none"
         if v["unknowns"]:
             mismatches += f" (claim does not state: {', '.join(v['unknowns'])})"
@@ -63,7 +66,7 @@ def render_html(summary: dict[str, Any], png: bytes | None = None) -> str:
 
 
 _STATUS_COLORS = {"consistent": "tab:green", "below claim": "tab:red", "above claim": "tab:purple",
-                  "underpowered": "tab:gray"}
+                  "underpowered": "tab:gray", "inconclusive": "tab:orange"}
 _ROW_INCHES = 0.42  # fits a two-line tick label at 8 pt, so the labels of adjacent rows never touch
 
 

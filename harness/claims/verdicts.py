@@ -17,12 +17,14 @@ from typing import Any
 
 from harness.claims.registry import UNKNOWN, Claim
 from harness.config import RunConfig
-from harness.common.stats import detectable_shortfall, items_needed
+from harness.common.stats import detectable_shortfall, items_needed, mean_estimate
 from harness.common.headline import headline_task
 from harness.common.price_match import PriceMatch
 
-CONSISTENT, BELOW, ABOVE, UNDERPOWERED, NOT_MEASURED = (
-    "consistent", "below claim", "above claim", "underpowered", "not measured")
+CONSISTENT, BELOW, ABOVE, UNDERPOWERED, NOT_MEASURED, INCONCLUSIVE = (
+    "consistent", "below claim", "above claim", "underpowered", "not measured", "inconclusive")
+# A claim at these reasoning levels cannot be checked by a run with thinking off: the gap is the protocol's.
+REASONING_CLAIMS = {"max", "xhigh", "high", "on"}
 POWER_SHORTFALL = 0.02  # "to detect a 2-point shortfall you need N items"
 
 
@@ -47,6 +49,12 @@ class Verdict:
     # power at the 5% level, and the items needed to detect a shortfall of POWER_SHORTFALL points.
     detectable_shortfall_points: float | None = None
     items_for_shortfall: int | None = None
+    # Score claims: the score (percent) and verdict with every unscorable item (truncated, answer not
+    # extracted, request failed) counted wrong (strict) and counted right (generous).
+    strict_value: float | None = None
+    generous_value: float | None = None
+    strict_status: str | None = None
+    generous_status: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -63,6 +71,46 @@ def score_status(claimed_fraction: float, value: float, ci95: tuple[float, float
     if claimed_fraction > hi:
         return BELOW
     return CONSISTENT if (hi - lo) / 2 <= max_ci_halfwidth else UNDERPOWERED
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Whether the run can speak to a score claim, and the verdict's range over its unscorable items."""
+
+    reasons: tuple[str, ...]
+    strict_value: float
+    generous_value: float
+    strict_status: str
+    generous_status: str
+
+
+def gate(claimed_fraction: float, headline: dict[str, Any], cfg: RunConfig, claim: Claim,
+         max_ci_halfwidth: float, max_unscorable_fraction: float | None) -> Gate:
+    """Unscorable items are truncated answers, answers no rule could extract (both scored 0 in `value`)
+    and failed requests (not in `n`). Strict counts them all wrong, generous all right; when the two
+    verdicts differ, they are what decides it and the verdict is `inconclusive` — the default threshold:
+    exactly enough of them to change the verdict. `claims.max_unscorable_fraction` adds a fixed ceiling."""
+    n, errors = int(headline["n"]), int(headline.get("n_errors") or 0)
+    correct = round(headline["value"] * n)
+    unscorable = min(n - correct, int(headline.get("n_truncated") or 0) + int(headline.get("n_extraction_failed") or 0))
+    total = n + errors
+    strict = mean_estimate([1] * correct + [0] * (total - correct))
+    generous = mean_estimate([1] * (correct + unscorable + errors) + [0] * (total - correct - unscorable - errors))
+    strict_status = score_status(claimed_fraction, strict.value, strict.ci95, max_ci_halfwidth)
+    generous_status = score_status(claimed_fraction, generous.value, generous.ci95, max_ci_halfwidth)
+    reasons = []
+    counted = (f"{headline.get('n_truncated') or 0} truncated, {headline.get('n_extraction_failed') or 0} without an "
+               f"extracted answer, {errors} failed request(s)")
+    if (unscorable or errors) and strict_status != generous_status:
+        reasons.append(f"{counted}: counted wrong the verdict is '{strict_status}', counted right '{generous_status}' "
+                       f"(raise max_tokens, fix the failures, re-run)")
+    elif max_unscorable_fraction is not None and total and (unscorable + errors) / total > max_unscorable_fraction:
+        reasons.append(f"{counted}: {(unscorable + errors) / total:.0%} of the items, over "
+                       f"claims.max_unscorable_fraction={max_unscorable_fraction:g}")
+    if str(claim.protocol.reasoning).lower() in REASONING_CLAIMS and cfg.model.thinking is False:
+        reasons.append(f"blocking protocol mismatch: the claim is at '{claim.protocol.reasoning}' reasoning, the run "
+                       f"had thinking off")
+    return Gate(tuple(reasons), strict.value, generous.value, strict_status, generous_status)
 
 
 def _reasoning_of_run(cfg: RunConfig) -> str:
@@ -110,7 +158,8 @@ def claims_for_run(claims: list[Claim], cfg: RunConfig) -> list[Claim]:
 
 
 def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_halfwidth: float = 0.10,
-          price_matches: dict[str, PriceMatch] | None = None) -> list[Verdict]:
+          price_matches: dict[str, PriceMatch] | None = None,
+          max_unscorable_fraction: float | None = None) -> list[Verdict]:
     """`price_matches`: the price book's word on each price claim, on the claim's date (harness.spend.price_claims)."""
     verdicts = []
     task = headline_task(summary)
@@ -128,6 +177,9 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
                                   f"of your own, not necessarily the benchmark the claim is about")
             lo, hi = headline["ci95"]
             status = score_status(claim.value / 100, headline["value"], (lo, hi), max_ci_halfwidth)
+            gated = gate(claim.value / 100, headline, cfg, claim, max_ci_halfwidth, max_unscorable_fraction)
+            if gated.reasons:
+                status = INCONCLUSIVE
             detectable = detectable_shortfall(claim.value / 100, headline["n"])
             needed = items_needed(claim.value / 100, POWER_SHORTFALL) if claim.value / 100 > POWER_SHORTFALL else None
             verdicts.append(Verdict(
@@ -136,7 +188,10 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
                 cost_usd=headline["cost_usd"],
                 detectable_shortfall_points=None if math.isnan(detectable) else 100 * detectable,
                 items_for_shortfall=needed,
-                detail=f"{100 * headline['value']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] on {headline['n']} items "
+                strict_value=100 * gated.strict_value, generous_value=100 * gated.generous_value,
+                strict_status=gated.strict_status, generous_status=gated.generous_status,
+                detail=("inconclusive: " + "; ".join(gated.reasons) + ". " if gated.reasons else "")
+                + f"{100 * headline['value']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] on {headline['n']} items "
                        f"vs claimed {claim.value}; {headline['n']} items detect a shortfall of "
                        f"{'—' if math.isnan(detectable) else f'{100 * detectable:.1f}'} points (80% power, 5% level); "
                        f"a {100 * POWER_SHORTFALL:.0f}-point shortfall needs {needed} items"))
