@@ -15,7 +15,7 @@ import yaml
 from harness.config import ConfigError, PricingConfig
 from harness.claims.registry import CLAIMS_DIR, load_claims
 from harness.spend.price_book import PriceBook, PricePeriod, PriceSchedule, inline_schedule, load_book, parse_time
-from harness.spend.price_claims import MODEL_CONFIGS, book_id, registry_price_matches
+from harness.spend.price_claims import MODEL_CONFIGS, registry_price_matches
 
 
 def _rate(value: float | None) -> str:
@@ -94,12 +94,13 @@ def price_claim_lines(book: PriceBook, claims_dir: str | None = None, model: str
 
 def model_schedule(book: PriceBook, name: str) -> PriceSchedule:
     """The book's entry for a model config or book id; a config with inline prices shows those."""
-    path = MODEL_CONFIGS / f"{name}.yaml"
-    pricing = ((yaml.safe_load(path.read_text()) or {}).get("pricing") if path.is_file() else None) or {}
-    if path.is_file() and not pricing.get("book"):
-        known = {f.name for f in dataclasses.fields(PricingConfig)} - {"windows"}
-        return inline_schedule(PricingConfig(**{k: v for k, v in pricing.items() if k in known}))
-    book_name = book_id(name)
+    path, book_name = MODEL_CONFIGS / f"{name}.yaml", name
+    if path.is_file():
+        pricing = (yaml.safe_load(path.read_text()) or {}).get("pricing") or {}
+        if not pricing.get("book"):
+            known = {f.name for f in dataclasses.fields(PricingConfig)} - {"windows"}
+            return inline_schedule(PricingConfig(**{k: v for k, v in pricing.items() if k in known}))
+        book_name = pricing["book"]
     if book_name not in book.schedules:
         models = sorted(p.stem for p in MODEL_CONFIGS.glob("*.yaml"))
         raise ConfigError(f"{name!r} is neither a model config ({', '.join(models)}) nor a price-book id "

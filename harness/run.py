@@ -236,7 +236,7 @@ def run(raw_cfg: Any) -> RunResult:
         add_speed(summary, lm.records)
         add_run_checks(summary, cfg, endpoint, balance_before)
         if cfg.claims.enabled:
-            summary["claims"] = check_claims(cfg, summary)
+            summary["claims"] = check_claims(cfg, summary, prices)
             write_report(summary, folder.path)
         if replay_report is not None:
             agreement = endpoint.pred_agreement({r["doc_key"]: r["extracted"] for r in rows})
@@ -312,15 +312,14 @@ def read_balance(cfg: RunConfig) -> float | None:
     return fetch_balance(cfg.model.balance_url, resolve_api_key(cfg.model), cfg.model.balance_currency)
 
 
-def check_claims(cfg: RunConfig, summary: dict[str, Any]) -> list[dict[str, Any]]:
+def check_claims(cfg: RunConfig, summary: dict[str, Any], prices: Any) -> list[dict[str, Any]]:
     """Verdicts for the registry's claims about this run's model and benchmark."""
     from harness.claims.registry import CLAIMS_DIR, load_claims
     from harness.claims.verdicts import judge
-    from harness.spend.price_book import schedule_for
     from harness.spend.price_claims import price_matches
 
     claims = load_claims(Path(cfg.claims.dir) if cfg.claims.dir else CLAIMS_DIR)
-    matches = price_matches(claims, cfg.model.name, schedule_for(cfg.model.pricing))
+    matches = price_matches(claims, cfg.model.name, prices)
     return [v.to_dict() for v in judge(claims, cfg, summary, cfg.claims.max_ci_halfwidth, matches,
                                        cfg.claims.max_unscorable_fraction)]
 

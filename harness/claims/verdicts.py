@@ -19,10 +19,9 @@ from harness.claims.registry import UNKNOWN, Claim
 from harness.config import RunConfig
 from harness.common.stats import detectable_shortfall, items_needed, mean_estimate
 from harness.common.headline import headline_task
-from harness.common.price_match import PriceMatch
+from harness.common.price_match import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, PriceMatch
 
-CONSISTENT, BELOW, ABOVE, UNDERPOWERED, NOT_MEASURED, INCONCLUSIVE = (
-    "consistent", "below claim", "above claim", "underpowered", "not measured", "inconclusive")
+UNDERPOWERED, INCONCLUSIVE = "underpowered", "inconclusive"  # with CONSISTENT, BELOW, ABOVE, NOT_MEASURED
 # A claim at these reasoning levels cannot be checked by a run with thinking off: the gap is the protocol's.
 REASONING_CLAIMS = {"max", "xhigh", "high", "on"}
 POWER_SHORTFALL = 0.02  # "to detect a 2-point shortfall you need N items"

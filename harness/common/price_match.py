@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# The verdict statuses a price can have (harness.claims.verdicts adds the score-only ones).
+CONSISTENT, BELOW, ABOVE, NOT_MEASURED = "consistent", "below claim", "above claim", "not measured"
+
 
 @dataclass(frozen=True)
 class PriceMatch:

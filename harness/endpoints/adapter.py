@@ -297,17 +297,19 @@ class EndpointLM(LM):
                                      if oldest >= WAITING_SHOWN_AFTER_S else "")
                 bar.set_postfix_str(status["line"] + status["waiting"], refresh=bool(status["waiting"]))
 
+        def record_error(slot: tuple[str, int], key_of_doc: str, repeat: int, key: str, exc: RequestFailed) -> None:
+            error = SampleError(slot[0], slot[1], key_of_doc, repeat, key, exc.kind, exc.status, str(exc))
+            self.errors[slot].append(error)
+            self.spend.errors += 1
+            self.on_error(error)
+            bar.update(1)
+
         async def one(index: int, slot: tuple[str, int], key_of_doc: str, repeat: int, request: ChatRequest) -> None:
             key = cache_key(self.endpoint.identity, request)
             hit = self.cache.get(key) if self.cache is not None else None
             bought_now = key in self._bought_in_batch
             if key in self._batch_failed:
-                exc = self._batch_failed[key]
-                error = SampleError(slot[0], slot[1], key_of_doc, repeat, key, exc.kind, exc.status, str(exc))
-                self.errors[slot].append(error)
-                self.spend.errors += 1
-                self.on_error(error)
-                bar.update(1)
+                record_error(slot, key_of_doc, repeat, key, self._batch_failed[key])
                 return
             if hit is not None:
                 completion, cost = hit
@@ -319,11 +321,7 @@ class EndpointLM(LM):
                 try:
                     completion, cost = await self._send(request, key_of_doc)
                 except RequestFailed as exc:
-                    error = SampleError(slot[0], slot[1], key_of_doc, repeat, key, exc.kind, exc.status, str(exc))
-                    self.errors[slot].append(error)
-                    self.spend.errors += 1
-                    self.on_error(error)
-                    bar.update(1)
+                    record_error(slot, key_of_doc, repeat, key, exc)
                     if exc.kind != "budget" and self.spend.requests_sent == 0 and self.spend.errors >= FAIL_FAST_AFTER:
                         raise EndpointError(
                             f"the first {self.spend.errors} requests all failed and none succeeded, so the run stops "

@@ -133,6 +133,7 @@ class OpenAIBatches:
         self.model = model
         self.client = openai.AsyncOpenAI(api_key=resolve_api_key(model), base_url=base_url,
                                          max_retries=CONTROL_RETRIES, timeout=model.request_timeout_s)
+        self._files: dict[str, tuple[str | None, str | None]] = {}  # batch id -> (output file, error file)
 
     async def submit(self, items: list[tuple[str, ChatRequest]], tag: str) -> str:
         """Upload the JSONL and create the batch; `tag` goes into its metadata so a run killed between
@@ -169,7 +170,6 @@ class OpenAIBatches:
         ended_at = next((t for t in (batch.completed_at, batch.expired_at, batch.cancelled_at, batch.failed_at) if t),
                         None)
         problem = "; ".join(f"{e.code}: {e.message}" for e in (batch.errors.data or [])) if batch.errors else ""
-        self._files = getattr(self, "_files", {})
         self._files[batch_id] = (batch.output_file_id, batch.error_file_id)
         return BatchState(batch.id, batch.status, batch.status in ("completed", "failed", "expired", "cancelled"),
                           counts, float(ended_at) if ended_at else None, problem)
@@ -183,7 +183,7 @@ class OpenAIBatches:
             yield line
 
     async def results(self, state: BatchState, requests: dict[str, ChatRequest]) -> AsyncIterator[ItemResult]:
-        output_id, error_id = getattr(self, "_files", {}).get(state.id, (None, None))
+        output_id, error_id = self._files.get(state.id, (None, None))
         for file_id in (output_id, error_id):
             async for line in self._lines(file_id, len(requests)):
                 custom_id = str(line.get("custom_id"))

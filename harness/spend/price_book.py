@@ -22,12 +22,11 @@ import yaml
 
 from harness.common.exchange import Usage
 from harness.config import ConfigError, PriceWindow, PricingConfig
-from harness.spend.pricing import WEEKDAYS, in_window, request_cost_usd
+from harness.spend.pricing import WEEKDAYS, in_window, prices_at, request_cost_usd, window_at
 
 PRICES_DIR = Path(__file__).resolve().parents[2] / "conf" / "prices"
 RATE_FIELDS = ("input_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok", "output_per_mtok")
 SOURCE_KINDS = ("announced", "observed")
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -162,12 +161,10 @@ class PriceSchedule:
             lc = period.long_context
             rates = dataclasses.replace(rates, input_per_mtok=lc.input_per_mtok, output_per_mtok=lc.output_per_mtok,
                                         cached_input_per_mtok=lc.cached_input_per_mtok, windows=[])
-        for candidate in rates.windows:
-            if in_window(candidate, at):
-                window = candidate.name or f"{candidate.start_utc}-{candidate.end_utc}"
-                rates = dataclasses.replace(rates, windows=[], **{k: getattr(candidate, k) for k in RATE_FIELDS
-                                                                  if getattr(candidate, k, None) is not None})
-                break
+        open_window = window_at(rates, at)
+        if open_window is not None:
+            window = open_window.name or f"{open_window.start_utc}-{open_window.end_utc}"
+            rates = dataclasses.replace(prices_at(rates, at), windows=[])
         return rates, period, window, long
 
     def quote(self, usage: Usage, at: dt.datetime, batch: bool = False) -> Quote:
@@ -209,7 +206,7 @@ class PriceSchedule:
         after = _utc(after)
         at = after.replace(second=0, microsecond=0)
         for _ in range(8 * 24 * 60):
-            window = self.window_open(name_fragment, at) if at >= after - dt.timedelta(minutes=1) else None
+            window = self.window_open(name_fragment, at)
             if window is not None:
                 end = at
                 while self.window_open(name_fragment, end) is not None and end - at < dt.timedelta(days=4):

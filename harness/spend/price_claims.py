@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.common.price_match import PriceMatch
+from harness.common.price_match import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, PriceMatch
 from harness.config import ConfigError
 from harness.spend.price_book import PriceBook, PricePeriod, PriceSchedule
 
@@ -20,7 +20,6 @@ MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "model"
 
 # Claim metric -> the book's field, and the verdict statuses (as in harness.claims.verdicts).
 PRICE_FIELDS = {"input": "input_per_mtok", "cached_input": "cached_input_per_mtok", "output": "output_per_mtok"}
-CONSISTENT, BELOW, ABOVE, NOT_MEASURED = "consistent", "below claim", "above claim", "not measured"
 TOLERANCE = 0.005  # claims round to the cent: $0.145 may be written $0.15
 
 

@@ -30,16 +30,19 @@ def in_window(window: PriceWindow, at: dt.datetime) -> bool:
     return start <= now < end if start <= end else (now >= start or now < end)  # wraps past midnight
 
 
+def window_at(pricing: PricingConfig, at: dt.datetime) -> PriceWindow | None:
+    """The first of the pricing's time-of-day windows containing `at`, if any."""
+    return next((window for window in pricing.windows if in_window(window, at)), None)
+
+
 def prices_at(pricing: PricingConfig, at: dt.datetime | None) -> PricingConfig:
     """The prices in force at `at` (UTC): the first window containing it, else the base prices."""
-    if at is None or not pricing.windows:
+    window = window_at(pricing, at) if at is not None else None
+    if window is None:
         return pricing
-    for window in pricing.windows:
-        if in_window(window, at):
-            changes = {k: getattr(window, k) for k in ("input_per_mtok", "cached_input_per_mtok", "output_per_mtok")
-                       if getattr(window, k) is not None}
-            return dataclasses.replace(pricing, **changes)
-    return pricing
+    changes = {k: getattr(window, k) for k in ("input_per_mtok", "cached_input_per_mtok", "output_per_mtok")
+               if getattr(window, k) is not None}
+    return dataclasses.replace(pricing, **changes)
 
 
 def gpu_time_cost_usd(seconds: float, pricing: PricingConfig) -> float:
