@@ -70,6 +70,10 @@ class GenerationConfig:
     temperature: Optional[float] = 0.0
     top_p: Optional[float] = None
     seed: Optional[int] = None
+    # With task.repeats=k, repeat r sends seed (seed or 0) + r, so each repeat is its own reproducible
+    # draw where the API takes a seed (OpenAI-compatible servers; Anthropic has none). Set false for a
+    # server that rejects `seed`; repeats stay separate answers either way.
+    seed_per_repeat: bool = True
     # Overrides the task's max_gen_toks (lm-eval's default of 256 truncates reasoning models).
     max_tokens: Optional[int] = None
     reasoning_effort: Optional[str] = None

@@ -229,7 +229,7 @@ def run(raw_cfg: Any) -> RunResult:
         assert output is not None
         from harness.scoring.scores import score_run  # scipy.stats: 0.7 s of imports kept off the first request
 
-        scores, rows = score_run(output["samples"], lm.records, cfg.task, lm.errors)
+        scores, rows = score_run(output["samples"], lm.records, cfg.task, lm.errors, tasks)
         folder.write_samples(rows)
         summary = build_summary(cfg, run_id, endpoint.base_url, scores, rows, lm.spend, datasets, verified, started)
         summary.update(lm.price_records())

@@ -17,7 +17,8 @@ from typing import Any
 
 from harness.claims.registry import UNKNOWN, Claim
 from harness.config import RunConfig
-from harness.common.stats import detectable_shortfall, items_needed, mean_estimate
+from harness.common.stats import (detectable_shortfall, items_needed, items_needed_with_repeats, mean_estimate,
+                                  repeats_design_effect)
 from harness.common.headline import headline_task
 from harness.common.price_match import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, PriceMatch
 
@@ -83,18 +84,29 @@ class Gate:
     generous_status: str
 
 
+@dataclass(frozen=True)
+class _Range:
+    value: float
+    ci95: tuple[float, float]
+
+
 def gate(claimed_fraction: float, headline: dict[str, Any], cfg: RunConfig, claim: Claim,
          max_ci_halfwidth: float, max_unscorable_fraction: float | None) -> Gate:
     """Unscorable items are truncated answers, answers no rule could extract (both scored 0 in `value`)
     and failed requests (not in `n`). Strict counts them all wrong, generous all right; when the two
     verdicts differ, they are what decides it and the verdict is `inconclusive` — the default threshold:
     exactly enough of them to change the verdict. `claims.max_unscorable_fraction` adds a fixed ceiling."""
-    n, errors = int(headline["n"]), int(headline.get("n_errors") or 0)
-    correct = round(headline["value"] * n)
-    unscorable = min(n - correct, int(headline.get("n_truncated") or 0) + int(headline.get("n_extraction_failed") or 0))
+    n, errors = int(headline.get("n_samples") or headline["n"]), int(headline.get("n_errors") or 0)
+    unscorable = min(n, int(headline.get("n_truncated") or 0) + int(headline.get("n_extraction_failed") or 0))
     total = n + errors
-    strict = mean_estimate([1] * correct + [0] * (total - correct))
-    generous = mean_estimate([1] * (correct + unscorable + errors) + [0] * (total - correct - unscorable - errors))
+    ranged = headline.get("unscorable_range") or {}
+    if "strict" in ranged and "generous" in ranged:  # computed by scoring from the answers themselves
+        strict, generous = (_Range(ranged[k]["value"], tuple(ranged[k]["ci95"])) for k in ("strict", "generous"))
+    else:  # a summary from before: rebuilt from its counts (one 0/1 answer per item)
+        correct = round(headline["value"] * n)
+        unscorable = min(n - correct, unscorable)
+        strict = mean_estimate([1] * correct + [0] * (total - correct))
+        generous = mean_estimate([1] * (correct + unscorable + errors) + [0] * (total - correct - unscorable - errors))
     strict_status = score_status(claimed_fraction, strict.value, strict.ci95, max_ci_halfwidth)
     generous_status = score_status(claimed_fraction, generous.value, generous.ci95, max_ci_halfwidth)
     reasons = []
@@ -139,8 +151,10 @@ def protocol_mismatches(claim: Claim, cfg: RunConfig, n: int, n_docs: int | None
     run_temperature = cfg.model.generation.temperature
     if p.temperature != UNKNOWN and run_temperature is not None and float(p.temperature) != run_temperature:
         mismatches.append(f"temperature: the claim at {p.temperature}, the run at {run_temperature}")
-    if p.n_samples != UNKNOWN and int(p.n_samples) != 1:
-        mismatches.append(f"samples: the claim averages {p.n_samples} samples per item, the run 1")
+    run_samples = cfg.task.repeats or 1
+    if p.n_samples != UNKNOWN and int(p.n_samples) != run_samples:
+        mismatches.append(f"samples: the claim averages {p.n_samples} samples per item, the run {run_samples} "
+                          f"(task.repeats={p.n_samples} matches it)")
     return mismatches, unknowns
 
 
@@ -179,8 +193,17 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
             gated = gate(claim.value / 100, headline, cfg, claim, max_ci_halfwidth, max_unscorable_fraction)
             if gated.reasons:
                 status = INCONCLUSIVE
-            detectable = detectable_shortfall(claim.value / 100, headline["n"])
-            needed = items_needed(claim.value / 100, POWER_SHORTFALL) if claim.value / 100 > POWER_SHORTFALL else None
+            repeats, share = int(headline.get("repeats") or 1), headline.get("within_item_share")
+            # m items x k repeats weigh as m / design_effect single answers (harness.common.stats).
+            effective_n = max(1, round(headline["n"] / repeats_design_effect(share, repeats)))
+            detectable = detectable_shortfall(claim.value / 100, effective_n)
+            powered = claim.value / 100 > POWER_SHORTFALL
+            needed = items_needed(claim.value / 100, POWER_SHORTFALL) if powered else None
+            plan = (f"{needed} items" if repeats == 1 or not powered else
+                    f"{needed} items at 1 answer each or {items_needed_with_repeats(claim.value / 100, POWER_SHORTFALL, repeats, share)} "
+                    f"items x {repeats} repeats (within-item share of the variance "
+                    f"{'not measured, taken as 0' if share is None else f'{share:.2f}'}; repeats cannot "
+                    f"go below {items_needed_with_repeats(claim.value / 100, POWER_SHORTFALL, 10**6, share)} items)")
             verdicts.append(Verdict(
                 **common, status=status, measured=100 * headline["value"], ci95=(100 * lo, 100 * hi),
                 n=headline["n"], task=cfg.task.name, mismatches=tuple(mismatches), unknowns=tuple(unknowns),
@@ -190,10 +213,11 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
                 strict_value=100 * gated.strict_value, generous_value=100 * gated.generous_value,
                 strict_status=gated.strict_status, generous_status=gated.generous_status,
                 detail=("inconclusive: " + "; ".join(gated.reasons) + ". " if gated.reasons else "")
-                + f"{100 * headline['value']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] on {headline['n']} items "
-                       f"vs claimed {claim.value}; {headline['n']} items detect a shortfall of "
-                       f"{'—' if math.isnan(detectable) else f'{100 * detectable:.1f}'} points (80% power, 5% level); "
-                       f"a {100 * POWER_SHORTFALL:.0f}-point shortfall needs {needed} items"))
+                + f"{100 * headline['value']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] on {headline['n']} items"
+                + (f" x {repeats} repeats" if repeats > 1 else "")
+                + f" vs claimed {claim.value}; these detect a shortfall of "
+                  f"{'—' if math.isnan(detectable) else f'{100 * detectable:.1f}'} points (80% power, 5% level); "
+                  f"a {100 * POWER_SHORTFALL:.0f}-point shortfall needs {plan}"))
         elif claim.kind == "price":
             billed = ", ".join(u["price"] for u in summary.get("prices_used") or []) or "nothing bought"
             verdicts.append(price_verdict(claim, (price_matches or {}).get(claim.id), cfg.task.name,

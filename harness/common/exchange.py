@@ -46,6 +46,9 @@ class ChatRequest:
     params: dict[str, Any] = field(default_factory=dict)
     # Stop sequences; the endpoint sends as many as the server accepts and applies all client-side.
     stop: tuple[str, ...] = ()
+    # Which of an item's repeated samples this is (task.repeats): repeats are separate answers, never
+    # one cached answer served k times. 0 stays out of the key, so single-sample keys never change.
+    sample: int = 0
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class ChatRequest:
             "model_id": self.model_id,
             "params": self.params,
             "stop": list(self.stop),
+            **({"sample": self.sample} if self.sample else {}),
         }
 
 

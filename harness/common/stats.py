@@ -330,3 +330,46 @@ def paired_bootstrap_p(differences: Sequence[float], n_resamples: int = 10_000, 
     means = centred[rng.integers(0, len(d), size=(n_resamples, len(d)))].mean(axis=1)
     # (extreme resamples + 1) / (resamples + 1): never exactly 0 from a finite bootstrap.
     return float(min(1.0, (np.sum(np.abs(means) >= abs(observed)) + 1) / (n_resamples + 1)))
+
+
+# --- Items x repeats -----------------------------------------------------------------------------
+#
+# An item's score over k repeats has variance sb2 + sw2 / k: sb2 between items (some are hard for
+# every draw), sw2 within an item (draws disagreeing). With s = sw2 / (sb2 + sw2), m items x k
+# repeats carry as much evidence as m / (1 - s + s / k) single answers (the design effect of a
+# two-stage sample; Kish 1965, Survey Sampling, sec. 5.4; Miller 2024, arXiv:2411.00640, sec. 2.3).
+# Repeats can only remove the within-item part: with s = 0.3 no number of repeats makes one item
+# worth more than 1 / 0.7 = 1.43 items.
+
+
+def within_item_share(values: Sequence[float], clusters: Sequence[object]) -> float | None:
+    """s = sw2 / (sb2 + sw2) from one-way ANOVA variance components (Searle, Casella & McCulloch
+    1992, Variance Components, sec. 3.5, unbalanced: n0 = (N - sum n_i^2 / N) / (G - 1); a negative
+    sb2 is set to 0). None when no item has two answers or there are fewer than two items; 0.0
+    when every answer is the same."""
+    x = np.asarray(values, dtype=float)
+    sums, counts = _cluster_totals(x, clusters)
+    g, n = len(sums), len(x)
+    if g < 2 or n <= g:
+        return None
+    index: dict[object, int] = {}
+    inverse = np.fromiter((index.setdefault(c, len(index)) for c in clusters), dtype=np.intp, count=n)
+    means = sums / counts
+    msw = float(np.sum((x - means[inverse]) ** 2)) / (n - g)
+    msb = float(np.sum(counts * (means - x.mean()) ** 2)) / (g - 1)
+    n0 = (n - float(np.sum(counts**2)) / n) / (g - 1)
+    sb2 = max(0.0, (msb - msw) / n0)
+    total = sb2 + msw
+    return 0.0 if total == 0 else msw / total
+
+
+def repeats_design_effect(within_share: float | None, repeats: int) -> float:
+    """How many single answers' worth of variance one item with `repeats` answers carries (<= 1)."""
+    s = within_share or 0.0
+    return 1.0 - s + s / max(1, repeats)
+
+
+def items_needed_with_repeats(claimed: float, shortfall: float, repeats: int, within_share: float | None,
+                              alpha: float = 0.05, power: float = 0.8) -> int:
+    """Items needed at `repeats` answers each to detect `shortfall` below `claimed` (see above)."""
+    return max(1, math.ceil(items_needed(claimed, shortfall, alpha, power) * repeats_design_effect(within_share, repeats)))

@@ -5,6 +5,7 @@ usage and cost attached to its (task, doc) so records can be written per sample.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -157,6 +158,14 @@ class EndpointLM(LM):
             stop=tuple(until),
         )
 
+    def _repeat_request(self, request: ChatRequest, repeat: int) -> ChatRequest:
+        """Repeat r of an item (task.repeats): its own answer (own cache key), with seed (seed or 0) + r where
+        the model config allows (generation.seed_per_repeat), so repeats are separate reproducible draws."""
+        params = request.params
+        if self.model.generation.seed_per_repeat:
+            params = {**params, "seed": (self.model.generation.seed or 0) + repeat}
+        return dataclasses.replace(request, params=params, sample=repeat)
+
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         repeat_counter: dict[tuple[str, int], int] = defaultdict(int)
         planned = []
@@ -166,6 +175,8 @@ class EndpointLM(LM):
             planned.append((slot, doc_key(instance.doc), repeat_counter[slot],
                             self._chat_request(context, dict(gen_kwargs))))
             repeat_counter[slot] += 1
+        planned = [(slot, key, repeat, self._repeat_request(request, repeat) if repeat_counter[slot] > 1 else request)
+                   for slot, key, repeat, request in planned]
         if self.dry_run:
             raise DryRun(estimate([(request, self._cached(request)) for *_, request in planned],
                                   self.prices, self.history, self.model.concurrency, window=self.off_peak_window,

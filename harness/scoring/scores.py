@@ -15,7 +15,8 @@ from harness.common.exchange import MISSING, ResponseRecord, SampleError, Usage
 from harness.config import ConfigError, TaskConfig
 from harness.common.doc_key import doc_key
 from harness.scoring.extract import SENSITIVITY_RULES, extract, gold_answer
-from harness.common.stats import Estimate, mean_estimate
+from harness.common.stats import Estimate, clustered_mean_estimate, mean_estimate, within_item_share
+from harness.scoring.repeats import Answer, answers_of
 
 LM_EVAL_NO_MATCH = "[invalid]"  # what lm-eval's regex filter yields when nothing matched
 
@@ -46,10 +47,20 @@ class TaskScore:
     cost_usd: float
     cost_usd_new: float
     subtasks: tuple[str, ...] = ()
+    # Scored answers: items x repeats when every repeat was scored on its own (estimate.n counts items,
+    # the interval is clustered by item), else the items.
+    n_samples: int = 0
+    # The headline with truncated / unextracted answers and failed requests all wrong (strict) or all
+    # right (generous): how much the unscorable answers could move it (used by the verdict gate).
+    strict: Estimate | None = None
+    generous: Estimate | None = None
+    # Of the variance between answers, the share within items (repeats disagreeing): what more repeats
+    # can still remove; None without repeats.
+    within_item_share: float | None = None
 
     @property
     def n_correct(self) -> float:
-        return self.estimate.value * self.estimate.n
+        return self.estimate.value * (self.n_samples or self.estimate.n)
 
     def to_summary(self) -> dict[str, Any]:
         e = self.estimate
@@ -60,6 +71,11 @@ class TaskScore:
             "stderr": e.stderr,
             "ci95": list(e.ci95),
             "n": e.n,
+            "n_samples": self.n_samples or e.n,
+            "repeats": (self.n_samples // e.n) if e.n and self.n_samples > e.n else 1,
+            "within_item_share": self.within_item_share,
+            "unscorable_range": {name: {"value": est.value, "ci95": list(est.ci95)}
+                                 for name, est in (("strict", self.strict), ("generous", self.generous)) if est},
             "n_truncated": self.n_truncated,
             "n_extraction_failed": self.n_extraction_failed,
             "n_missing_response": self.n_missing_response,
@@ -74,7 +90,7 @@ class TaskScore:
             "usage": self.usage.to_dict(),
             "cost_usd": self.cost_usd,
             "cost_usd_new": self.cost_usd_new,
-            "cost_per_sample_usd": self.cost_usd / e.n if e.n else None,
+            "cost_per_sample_usd": self.cost_usd / (self.n_samples or e.n) if e.n else None,
             "cost_per_correct_usd": self.cost_usd / self.n_correct if self.n_correct else None,
             **({"subtasks": list(self.subtasks)} if self.subtasks else {}),
         }
@@ -83,6 +99,8 @@ class TaskScore:
 @dataclass
 class _TaskAccumulator:
     headline: list[float] = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)  # the item (doc id) of each headline value: the clusters
+    generous: list[float] = field(default_factory=list)  # headline values with unscorable answers counted right
     answered: list[float] = field(default_factory=list)  # headline scores of samples without a failure
     by_filter: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     n_truncated: int = 0
@@ -98,6 +116,8 @@ class _TaskAccumulator:
 
     def absorb(self, other: "_TaskAccumulator") -> None:
         self.headline += other.headline
+        self.items += [(id(other), item) for item in other.items]  # items of different tasks stay apart
+        self.generous += other.generous
         self.answered += other.answered
         for name, values in other.by_filter.items():
             self.by_filter[name] += values
@@ -141,8 +161,10 @@ def score_run(
     records: dict[tuple[str, int], list[ResponseRecord]],
     cfg: TaskConfig,
     errors: dict[tuple[str, int], list[SampleError]] | None = None,
+    tasks: dict[str, Any] | None = None,
 ) -> tuple[list[TaskScore], list[dict[str, Any]]]:
-    """(one TaskScore per leaf task, plus one for the group when there are several; sample rows)."""
+    """(one TaskScore per leaf task, plus one for the group when there are several; sample rows).
+    `tasks` (lm-eval Task objects by name) lets every repeat of an item be scored (scoring.repeats)."""
     rows: list[dict[str, Any]] = []
     accumulators: dict[str, _TaskAccumulator] = {}
     chosen_filter: dict[str, str] = {}
@@ -163,70 +185,8 @@ def score_run(
                 acc.n_errors += 1
                 rows.append(_error_row(task, doc_id, headline, failed_requests, cfg, headline_filter))
                 continue
-            first = responses[0].completion if responses else None
-            text = first.text if first else ""
-            if cfg.extractor:  # our protocols: the task's own rule, with the stage that matched
-                extraction = extract(cfg.extractor, text)
-                extracted, stage, failed = extraction.answer, extraction.stage, not extraction.found
-            else:  # lm-eval's own tasks: what its filter kept
-                extracted = headline["filtered_resps"][0] if headline["filtered_resps"] else None
-                stage, failed = None, extracted == LM_EVAL_NO_MATCH
-            acc.stages[stage or "lm_eval_filter"] += 1
-            sensitivity: dict[str, float] = {}
-            if cfg.answer_family and "doc" in headline:
-                gold = gold_answer(cfg.answer_family, headline["doc"])
-                for rule, name in SENSITIVITY_RULES[cfg.answer_family].items():
-                    sensitivity[rule] = float(extract(name, text).answer == gold)
-                    acc.sensitivity[rule].append(sensitivity[rule])
-            score = float(headline[cfg.metric])
-            acc.headline.append(score)
-            for name in headline["metrics"]:
-                acc.metrics[name].append(float(headline[name]))
-            for name, sample in per_filter.items():
-                acc.by_filter[name].append(float(sample[cfg.metric]))
-            truncated = any(r.completion.finish_reason == "length" for r in responses)
-            missing = not responses or any(r.completion.finish_reason == MISSING for r in responses)
-            acc.n_truncated += truncated
-            acc.n_extraction_failed += failed
-            acc.n_missing_response += missing
-            if not (truncated or failed or missing):
-                acc.answered.append(score)
-            usage = sum((r.completion.usage for r in responses), Usage())
-            acc.usage += usage
-            acc.cost_usd += sum(r.cost_usd for r in responses)
-            acc.cost_usd_new += sum(r.new_cost_usd for r in responses)
-            rows.append({
-                "task": task,
-                "doc_id": doc_id,
-                "doc_key": doc_key(headline["doc"]) if "doc" in headline else None,
-                "doc_hash": headline["doc_hash"],
-                "prompt_hash": headline["prompt_hash"],
-                "question": question_of(headline.get("doc")),
-                "target": headline["target"],
-                "response": first.text if first else None,
-                "reasoning": first.reasoning if first else None,
-                "extracted": extracted,
-                "extraction_stage": stage,
-                "extraction_failed": failed,
-                # A filter that grades (LiveCodeBench) leaves records, not strings: why each sample passed or failed.
-                "graded": _graded_records(headline["filtered_resps"]),
-                "sensitivity": sensitivity or None,
-                "metric": cfg.metric,
-                "filter": headline_filter,
-                "score": score,
-                "scores": {name: {m: s[m] for m in s["metrics"]} for name, s in per_filter.items()},
-                "finish_reason": first.finish_reason if first else None,
-                "truncated": truncated,
-                "usage": usage.to_dict(),
-                "usage_status": _usage_status(responses),
-                "usage_note": next((r.completion.usage_note for r in responses if r.completion.usage_note), None),
-                "latency_s": sum(r.completion.latency_s for r in responses),
-                "cost_usd": sum(r.cost_usd for r in responses),
-                "from_cache": all(r.from_cache for r in responses) if responses else None,
-                "served_model": first.served_model if first else None,
-                "system_fingerprint": first.system_fingerprint if first else None,
-                "cache_keys": [r.cache_key for r in responses],
-            })
+            for answer in answers_of(per_filter, headline_filter, responses, (tasks or {}).get(task)):
+                rows.append(_score_answer(acc, task, doc_id, headline, answer, cfg, headline_filter))
 
     scores = [_task_score(task, acc, cfg.metric, chosen_filter[task]) for task, acc in accumulators.items()]
     if len(accumulators) > 1:
@@ -235,6 +195,81 @@ def score_run(
             group.absorb(acc)
         scores.append(_task_score(cfg.lm_eval_task, group, cfg.metric, cfg.filter, tuple(accumulators)))
     return scores, rows
+
+
+def _score_answer(acc: _TaskAccumulator, task: str, doc_id: int, headline: dict[str, Any], answer: Answer,
+                  cfg: TaskConfig, headline_filter: str) -> dict[str, Any]:
+    """Count one scored unit (an item, or one repeat of it) into the task's totals; its samples.jsonl row."""
+    responses = list(answer.responses)
+    first = responses[0].completion if responses else None
+    text = first.text if first else ""
+    if cfg.extractor:  # our protocols: the task's own rule, with the stage that matched
+        extraction = extract(cfg.extractor, text)
+        extracted, stage, failed = extraction.answer, extraction.stage, not extraction.found
+    else:  # lm-eval's own tasks: what its filter kept
+        extracted = answer.filtered
+        stage, failed = None, extracted == LM_EVAL_NO_MATCH
+    acc.stages[stage or "lm_eval_filter"] += 1
+    sensitivity: dict[str, float] = {}
+    if cfg.answer_family and "doc" in headline:
+        gold = gold_answer(cfg.answer_family, headline["doc"])
+        for rule, name in SENSITIVITY_RULES[cfg.answer_family].items():
+            sensitivity[rule] = float(extract(name, text).answer == gold)
+            acc.sensitivity[rule].append(sensitivity[rule])
+    metrics = answer.scores[headline_filter]
+    score = float(metrics[cfg.metric])
+    acc.headline.append(score)
+    acc.items.append(doc_id)
+    for name, value in metrics.items():
+        acc.metrics[name].append(value)
+    for name, values in answer.scores.items():
+        acc.by_filter[name].append(values[cfg.metric])
+    truncated = any(r.completion.finish_reason == "length" for r in responses)
+    missing = not responses or any(r.completion.finish_reason == MISSING for r in responses)
+    acc.n_truncated += truncated
+    acc.n_extraction_failed += failed
+    acc.n_missing_response += missing
+    unscorable = truncated or failed or missing
+    if not unscorable:
+        acc.answered.append(score)
+    acc.generous.append(1.0 if unscorable else score)
+    usage = sum((r.completion.usage for r in responses), Usage())
+    acc.usage += usage
+    acc.cost_usd += sum(r.cost_usd for r in responses)
+    acc.cost_usd_new += sum(r.new_cost_usd for r in responses)
+    return {
+        "task": task,
+        "doc_id": doc_id,
+        **({"repeat": answer.repeat} if answer.repeat is not None else {}),
+        "doc_key": doc_key(headline["doc"]) if "doc" in headline else None,
+        "doc_hash": headline["doc_hash"],
+        "prompt_hash": headline["prompt_hash"],
+        "question": question_of(headline.get("doc")),
+        "target": headline["target"],
+        "response": first.text if first else None,
+        "reasoning": first.reasoning if first else None,
+        "extracted": extracted,
+        "extraction_stage": stage,
+        "extraction_failed": failed,
+        # A filter that grades (LiveCodeBench) leaves records, not strings: why each sample passed or failed.
+        "graded": _graded_records([answer.filtered] if answer.filtered is not None else []),
+        "sensitivity": sensitivity or None,
+        "metric": cfg.metric,
+        "filter": headline_filter,
+        "score": score,
+        "scores": answer.scores,
+        "finish_reason": first.finish_reason if first else None,
+        "truncated": truncated,
+        "usage": usage.to_dict(),
+        "usage_status": _usage_status(responses),
+        "usage_note": next((r.completion.usage_note for r in responses if r.completion.usage_note), None),
+        "latency_s": sum(r.completion.latency_s for r in responses),
+        "cost_usd": sum(r.cost_usd for r in responses),
+        "from_cache": all(r.from_cache for r in responses) if responses else None,
+        "served_model": first.served_model if first else None,
+        "system_fingerprint": first.system_fingerprint if first else None,
+        "cache_keys": [r.cache_key for r in responses],
+    }
 
 
 # Where the benchmarks keep the question: GSM8K and MMLU-Pro `question`, LiveCodeBench `question_content`.
@@ -268,13 +303,27 @@ def _error_row(task: str, doc_id: int, headline: dict[str, Any], failed: list[Sa
     }
 
 
+def _item_estimate(values: list[float], items: list[Any]) -> Estimate:
+    """The mean with its interval clustered by item when items carry several answers; n = items."""
+    n_items = len(set(items))
+    if len(values) == n_items:
+        return mean_estimate(values)
+    e = clustered_mean_estimate(values, items)
+    return Estimate(e.value, e.stderr, e.ci95, n_items)
+
+
 def _task_score(task: str, acc: _TaskAccumulator, metric: str, filter_name: str,
                 subtasks: tuple[str, ...] = ()) -> TaskScore:
+    failed = [("failed", i) for i in range(acc.n_errors)]  # a failed item counts once, as its own item
     return TaskScore(
         task=task,
         metric=metric,
         filter=filter_name,
-        estimate=mean_estimate(acc.headline),
+        estimate=_item_estimate(acc.headline, acc.items),
+        n_samples=len(acc.headline),
+        strict=_item_estimate(acc.headline + [0.0] * acc.n_errors, acc.items + failed),
+        generous=_item_estimate(acc.generous + [1.0] * acc.n_errors, acc.items + failed),
+        within_item_share=within_item_share(acc.headline, acc.items) if len(acc.headline) > len(set(acc.items)) else None,
         n_truncated=acc.n_truncated,
         n_extraction_failed=acc.n_extraction_failed,
         n_missing_response=acc.n_missing_response,
