@@ -118,6 +118,18 @@ class ServerConfig:
 
 
 @dataclass
+class ModelFacts:
+    """Published dates that decide which benchmark items the model could have seen in training
+    (ISO dates, as precise as the source: "2026-04-24" or "2025-01"); null = not published."""
+
+    release_date: Optional[str] = None
+    knowledge_cutoff: Optional[str] = None
+    # Where each date is stated (URL or document, with the words), so a reader can check it.
+    source: str = ""
+    notes: str = ""
+
+
+@dataclass
 class ModelConfig:
     """One endpoint: who serves it, what it is called there, how to authenticate, what it costs."""
 
@@ -148,6 +160,7 @@ class ModelConfig:
     max_stop_sequences: int = 4
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     pricing: PricingConfig = field(default_factory=PricingConfig)
+    facts: ModelFacts = field(default_factory=ModelFacts)
     server: Optional[ServerConfig] = None
     # Where the provider reports the account balance (DeepSeek: https://api.deepseek.com/user/balance):
     # read before and after the run to reconcile computed against billed cost. null = no reconciliation.

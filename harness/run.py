@@ -151,9 +151,11 @@ def run(raw_cfg: Any) -> RunResult:
         check_sandbox(cfg)  # no money spent on answers that could not be graded safely
     from harness.endpoints.batch import check_spending_config
     from harness.spend.price_book import schedule_for
+    from harness.common.contamination import resolve_window
 
     prices = schedule_for(cfg.model.pricing)  # a wrong book entry fails here, before anything is sent
     check_spending_config(cfg, prices)  # batch / off-peak / prices: the same checks in a dry run
+    cfg.task, contamination = resolve_window(cfg.task, cfg.model)  # start_date=auto: after the model's cutoff
 
     # Heavy imports only once the cheap checks passed.
     from lm_eval import simple_evaluate
@@ -232,7 +234,7 @@ def run(raw_cfg: Any) -> RunResult:
         scores, rows = score_run(output["samples"], lm.records, cfg.task, lm.errors, tasks)
         folder.write_samples(rows)
         summary = build_summary(cfg, run_id, endpoint.base_url, scores, rows, lm.spend, datasets, verified, started)
-        summary.update(lm.price_records())
+        summary.update(lm.price_records(), contamination=contamination)
         add_speed(summary, lm.records)
         add_run_checks(summary, cfg, endpoint, balance_before)
         if cfg.claims.enabled:

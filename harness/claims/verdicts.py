@@ -19,6 +19,7 @@ from harness.claims.registry import UNKNOWN, Claim
 from harness.config import RunConfig
 from harness.common.stats import (detectable_shortfall, items_needed, items_needed_with_repeats, mean_estimate,
                                   repeats_design_effect)
+from harness.common.contamination import contamination_reason
 from harness.common.headline import headline_task
 from harness.common.price_match import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, PriceMatch
 
@@ -91,7 +92,8 @@ class _Range:
 
 
 def gate(claimed_fraction: float, headline: dict[str, Any], cfg: RunConfig, claim: Claim,
-         max_ci_halfwidth: float, max_unscorable_fraction: float | None) -> Gate:
+         max_ci_halfwidth: float, max_unscorable_fraction: float | None,
+         contamination: dict[str, Any] | None = None) -> Gate:
     """Unscorable items are truncated answers, answers no rule could extract (both scored 0 in `value`)
     and failed requests (not in `n`). Strict counts them all wrong, generous all right; when the two
     verdicts differ, they are what decides it and the verdict is `inconclusive` — the default threshold:
@@ -121,6 +123,9 @@ def gate(claimed_fraction: float, headline: dict[str, Any], cfg: RunConfig, clai
     if str(claim.protocol.reasoning).lower() in REASONING_CLAIMS and cfg.model.thinking is False:
         reasons.append(f"blocking protocol mismatch: the claim is at '{claim.protocol.reasoning}' reasoning, the run "
                        f"had thinking off")
+    contaminated = contamination_reason(contamination)  # the run's window vs the model's published dates
+    if contaminated:
+        reasons.append(contaminated)
     return Gate(tuple(reasons), strict.value, generous.value, strict_status, generous_status)
 
 
@@ -190,7 +195,8 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
                                   f"of your own, not necessarily the benchmark the claim is about")
             lo, hi = headline["ci95"]
             status = score_status(claim.value / 100, headline["value"], (lo, hi), max_ci_halfwidth)
-            gated = gate(claim.value / 100, headline, cfg, claim, max_ci_halfwidth, max_unscorable_fraction)
+            gated = gate(claim.value / 100, headline, cfg, claim, max_ci_halfwidth, max_unscorable_fraction,
+                         summary.get("contamination"))
             if gated.reasons:
                 status = INCONCLUSIVE
             repeats, share = int(headline.get("repeats") or 1), headline.get("within_item_share")
