@@ -83,14 +83,16 @@ class RunRecords:
         summary_path, samples_path = folder / "summary.json", folder / "samples.jsonl"
         if not summary_path.is_file() or not samples_path.is_file():
             raise CannotCompare(f"{folder} is not a finished run (no summary.json / samples.jsonl)")
-        scores: dict[str, dict[str, float]] = {}
+        answers: dict[str, dict[str, list[float]]] = {}  # an item's repeats (task.repeats) weigh as its mean
         fingerprints = set()
         for line in samples_path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
-                scores.setdefault(row["task"], {})[row.get("doc_key") or str(row["doc_id"])] = float(row["score"])
+                answers.setdefault(row["task"], {}).setdefault(row.get("doc_key") or str(row["doc_id"]), []).append(
+                    float(row["score"]))
                 if row.get("system_fingerprint"):
                     fingerprints.add(row["system_fingerprint"])
+        scores = {task: {key: sum(v) / len(v) for key, v in items.items()} for task, items in answers.items()}
         summary = json.loads(summary_path.read_text())
         for group, entry in summary["tasks"].items():  # a group (MMLU-Pro) pools its categories' items
             if entry.get("subtasks"):
