@@ -309,7 +309,10 @@ def _item_estimate(values: list[float], items: list[Any]) -> Estimate:
     if len(values) == n_items:
         return mean_estimate(values)
     e = clustered_mean_estimate(values, items)
-    return Estimate(e.value, e.stderr, e.ci95, n_items)
+    low, high = e.ci95
+    if all(0.0 <= v <= 1.0 for v in values):  # a t interval on few items can pass the score's own bounds
+        low, high = max(0.0, low), min(1.0, high)
+    return Estimate(e.value, e.stderr, (low, high), n_items)
 
 
 def _task_score(task: str, acc: _TaskAccumulator, metric: str, filter_name: str,
