@@ -57,6 +57,10 @@ def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
         if s["stderr"] is not None:
             metrics[f"{base}.stderr"] = s["stderr"]
         metrics[f"{task}.n"] = s["n"]
+        if s.get("repeats", 1) > 1:  # task.repeats: answers scored, and how much of their variance repeats can remove
+            metrics[f"{task}.n_samples"] = s["n_samples"]
+            if s.get("within_item_share") is not None:
+                metrics[f"{task}.within_item_share"] = s["within_item_share"]
         metrics[f"{task}.n_truncated"] = s["n_truncated"]
         metrics[f"{task}.n_extraction_failed"] = s["n_extraction_failed"]
         metrics[f"{task}.n_missing_response"] = s["n_missing_response"]
