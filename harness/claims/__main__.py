@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.claims.report import render_markdown, write_report
+from harness.claims.report import render_markdown, unjudged_claims, write_report
 
 
 def _latest_run(results_dir: Path) -> Path:
@@ -77,6 +77,20 @@ def board_main(argv: list[str]) -> int:
     return 0
 
 
+def list_main(claims_dir: Path | None) -> int:
+    """`list`: every claim, one line each, grouped by source, with what checks it or why nothing does."""
+    from harness.claims.display import registry_lines
+    from harness.claims.registry import CLAIMS_DIR, load_claims
+    from harness.config import ConfigError
+
+    try:
+        claims = load_claims(claims_dir or CLAIMS_DIR)
+    except ConfigError as exc:
+        raise SystemExit(f"[harness.claims] error: the claims registry is invalid: {exc}") from None
+    print("\n".join(registry_lines(claims)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["board"]:
@@ -87,14 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", nargs="?", help="a run folder (default: the latest under --results-dir), 'list', "
                                                "or 'board' (see board --help)")
     parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--claims-dir", help="the registry for 'list' (default: conf/claims)")
     args = parser.parse_args(argv)
     if args.run == "list":
-        from harness.claims.registry import load_claims
-
-        for c in load_claims():
-            print(f"{c.id}: {c.model_as_named} {c.benchmark} {c.metric} = {c.value} {c.unit} "
-                  f"[{c.source.publication}, {c.source.date}]" + ("" if c.checkable else "  (no task)"))
-        return 0
+        return list_main(Path(args.claims_dir) if args.claims_dir else None)
     folder = Path(args.run) if args.run else _latest_run(Path(args.results_dir))
     if not (folder / "summary.json").is_file():
         print(f"[harness.claims] error: {folder} is not a finished run (no summary.json there: the run was "
@@ -102,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     summary = json.loads((folder / "summary.json").read_text())
-    written = write_report(summary, folder)
-    print(render_markdown(summary))
+    unjudged = unjudged_claims(summary, folder)
+    written = write_report(summary, folder, unjudged)
+    print(render_markdown(summary, unjudged))
     print("written: " + ", ".join(str(p) for p in written))
     if summary.get("mlflow_run_id"):
         from harness.records.tracking import log_files_to_run

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import html
+import itertools
 import json
 import re
 import sys
@@ -21,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.claims.registry import UNKNOWN, Claim
+from harness.claims.display import claimed_text, disagree, model_family
+from harness.claims.registry import MODEL_FACT, NO_TASK, UNKNOWN, Claim
 from harness.claims.report import report_rows
 from harness.claims.verdicts import ABOVE, BELOW, CONSISTENT, INCONCLUSIVE, NOT_MEASURED, UNDERPOWERED, Verdict
 
-NOT_CHECKED, NO_TASK, NO_MODEL = "not checked yet", "no task", "no model config"
+NOT_CHECKED, NO_MODEL = "not checked yet", "no model config"  # NO_TASK, MODEL_FACT: registry.py
 BOARD_FILE, BOARD_RUN_NAME, BOARD_TAG = "claims_board.html", "claims board", ("kind", "claims_board")
 _STAMP = re.compile(r"^(\d{8}T\d{6}Z)")  # new_run_id() starts every run id with its UTC start time
-_UNITS = {"percent": "{:g}%", "usd_per_mtok": "${:g} /1M tok", "ms": "{:,g} ms", "tokens_per_s": "{:,g} tok/s"}
 
 
 def warn(message: str) -> None:
@@ -90,27 +91,15 @@ class Board:
         return {k: groups[k] for k in dated + sorted(k for k in groups if k[1] == UNKNOWN)}
 
     def contradictions(self) -> list[tuple[BoardRow, ...]]:
-        """Claims from different sources on the same benchmark and metric about the same model family
-        ("DeepSeek V4 (671B)" and "DeepSeek V4-Pro-Max") that state different numbers."""
-        groups: dict[tuple[str, str, str], list[BoardRow]] = defaultdict(list)
+        """Claims on the same benchmark and metric about the same model family ("DeepSeek V4 (671B)" and
+        "DeepSeek V4-Pro-Max") where two sources state different numbers (display.disagree)."""
+        groups: dict[tuple[str, str, str | None, str], list[BoardRow]] = defaultdict(list)
         for row in self.rows:
             c = row.claim
-            groups[(c.benchmark.lower(), c.metric, model_family(c.model_as_named))].append(row)
+            groups[(c.benchmark.lower(), c.metric, c.relative_to, model_family(c.model_as_named))].append(row)
         return [tuple(sorted(g, key=lambda r: (r.claim.source.date != UNKNOWN, r.claim.source.date, r.claim.value),
                              reverse=True))
-                for g in groups.values()
-                if len({(r.claim.source.publication, r.claim.source.date) for r in g}) > 1
-                and len({r.claim.value for r in g}) > 1]
-
-
-def model_family(name: str) -> str:
-    """A model's name up to its first versioned word, without qualifiers in parentheses: sources name
-    one release differently ("DeepSeek V4 (671B)", "DeepSeek V4-Pro-Max" -> "deepseek v4")."""
-    words = [w for w in re.split(r"[\s\-_]+", re.sub(r"\(.*?\)", " ", name).lower()) if w]
-    for i, word in enumerate(words):
-        if any(ch.isdigit() for ch in word):
-            return " ".join(words[:i + 1])
-    return " ".join(words)
+                for g in groups.values() if any(disagree(a.claim, b.claim) for a, b in itertools.combinations(g, 2))]
 
 
 def _verdict(d: dict[str, Any]) -> Verdict:
@@ -210,8 +199,8 @@ def collect_runs(results_dir: Path, tracking: Tracking | None) -> tuple[list[Che
 
 
 def _unchecked(claim: Claim) -> str:
-    if not claim.checkable:
-        return NO_TASK
+    if claim.no_run_status is not None:
+        return claim.no_run_status
     return NO_MODEL if claim.model is None else NOT_CHECKED
 
 
@@ -236,7 +225,7 @@ def build_board(claims: list[Claim], runs: list[CheckedRun], read_from: list[str
 # --- the page ---------------------------------------------------------------------------------------
 _STATUS_CLASS = {CONSISTENT: "ok", BELOW: "bad", ABOVE: "high", UNDERPOWERED: "weak", INCONCLUSIVE: "weak",
                  NOT_MEASURED: "none",
-                 NOT_CHECKED: "todo", NO_TASK: "none", NO_MODEL: "none"}
+                 NOT_CHECKED: "todo", NO_TASK: "none", NO_MODEL: "none", MODEL_FACT: "none"}
 _STATUS_MEANS = {
     CONSISTENT: "the run's 95% interval includes the claim and is narrow enough to have seen a gap",
     BELOW: "the run's 95% interval lies below the claim", ABOVE: "the run's 95% interval lies above the claim",
@@ -244,7 +233,8 @@ _STATUS_MEANS = {
     INCONCLUSIVE: "the run cannot speak to it: unscorable items decide the verdict, or a blocking protocol mismatch",
     NOT_MEASURED: "the run could not measure it (e.g. a speed claim on a run that did not stream)",
     NOT_CHECKED: "a run of our model config and task would check it; none has yet",
-    NO_TASK: "no task config can check this benchmark yet",
+    NO_TASK: "no task config can check this benchmark yet (a rating: none can, no task yields one)",
+    MODEL_FACT: "a fact the source states about the model (size, context, training, dates): no run measures it",
     NO_MODEL: "no model config matches the model as the source named it, so no run is about it"}
 _CSS = """
 body{font:14px/1.45 "DejaVu Sans",system-ui,sans-serif;margin:24px 28px;color:#1b1b1b}
@@ -265,10 +255,6 @@ td{font-size:13px}td.num{text-align:right}.nw{white-space:nowrap}.id,code{font:1
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def claimed_text(claim: Claim) -> str:
-    return _UNITS.get(claim.unit, "{:g} " + claim.unit).format(claim.value)
 
 
 def _wrap(text: str) -> str:
@@ -375,9 +361,10 @@ def _contradictions_html(groups: list[tuple[BoardRow, ...]]) -> str:
     for i, group in enumerate(groups):
         first, values = group[0].claim, [r.claim.value for r in group]
         family = min((re.sub(r"\s*\(.*?\)", "", r.claim.model_as_named) for r in group), key=len)
-        spread = f", {max(values) - min(values):.1f} points apart" if first.unit == "percent" else ""
+        percent = first.kind == "score" and first.unit == "percent"  # a fact's percent is a ratio, not points
+        spread = f", {max(values) - min(values):.1f} points apart" if percent else ""
         parts.append(f"<div class='group' id='grp-{i}'><h3>{_e(first.benchmark)} ({_e(first.metric.replace('_', ' '))}),"
-                     f" {_e(family)} models: {_e(' vs '.join(claimed_text(r.claim) for r in group))}{spread}</h3>"
+                     f" {_e(family)} models: {_e(' vs '.join(dict.fromkeys(claimed_text(r.claim) for r in group)))}{spread}</h3>"
                      f"<div class='cards'>{''.join(_card(r) for r in group)}</div></div>")
     return "".join(parts)
 
@@ -385,7 +372,7 @@ def _contradictions_html(groups: list[tuple[BoardRow, ...]]) -> str:
 def render_board(board: Board) -> str:
     """The board as one self-contained page: inline CSS, no scripts, no external resources."""
     counts = board.counts()
-    order = [CONSISTENT, BELOW, ABOVE, UNDERPOWERED, INCONCLUSIVE, NOT_MEASURED, NOT_CHECKED, NO_MODEL, NO_TASK]
+    order = [CONSISTENT, BELOW, ABOVE, UNDERPOWERED, INCONCLUSIVE, NOT_MEASURED, NOT_CHECKED, NO_MODEL, NO_TASK, MODEL_FACT]
     badges = "".join(f"{_badge(s)}<b>{counts[s]}</b> &nbsp; " for s in order + sorted(set(counts) - set(order))
                      if counts[s])
     groups = board.contradictions()
@@ -427,7 +414,7 @@ def log_board(tracking: Tracking, page: Path, board: Board) -> str | None:
         experiment.experiment_id, run_name=BOARD_RUN_NAME, tags={key: value}).info.run_id
     client.log_artifact(run_id, str(page))
     for status, count in board.counts().items():
-        client.log_metric(run_id, "claims." + status.replace(" ", "_"), count)
+        client.log_metric(run_id, "claims." + re.sub(r"\W+", "_", status).strip("_"), count)  # MLflow: no "()"
     client.log_metric(run_id, "runs_with_verdicts", len(board.runs))
     if found is None:
         client.set_terminated(run_id)

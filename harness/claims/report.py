@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from harness.claims.display import claimed_text, quantity
+from harness.claims.registry import CLAIMS_DIR, Claim, load_claims
 
 REPORT_FILES = ("claims.md", "claims.html", "claims.png")
 _COLUMNS = ("claim", "model (as named)", "benchmark", "claimed", "measured [95% CI]", "n", "verdict",
@@ -35,33 +41,69 @@ def report_rows(verdicts: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return rows
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
+_UNJUDGED_COLUMNS = ("claim", "model (as named)", "benchmark / quantity", "claimed", "status", "source")
+
+
+def unjudged_claims(summary: dict[str, Any], folder: Path | None = None) -> list[Claim]:
+    """The registry's claims about the run's model that no run judges (model facts, scores without a task,
+    ratings), read from the registry the run used (its config.yaml `claims.dir`), to stand beside the verdicts."""
+    config = folder / "config.yaml" if folder is not None else None
+    claims_dir = None
+    if config is not None and config.is_file():
+        claims_dir = ((yaml.safe_load(config.read_text()) or {}).get("claims") or {}).get("dir")
+    return [c for c in load_claims(Path(claims_dir) if claims_dir else CLAIMS_DIR)
+            if c.model == summary.get("model") and c.no_run_status is not None]
+
+
+def unjudged_rows(claims: Sequence[Claim]) -> list[tuple[str, ...]]:
+    return [(c.id, c.model_as_named, quantity(c), claimed_text(c), str(c.no_run_status),
+             f"{c.source.publication}, {c.source.date}") for c in claims]
+
+
+def render_markdown(summary: dict[str, Any], unjudged: Sequence[Claim] = ()) -> str:
+    """`unjudged`: the registry's claims about this model no run judges, listed after the verdicts."""
     verdicts = summary.get("claims") or []
     head = (f"# Claims checked by run {summary['run_id']}\n\nModel `{summary['model']}` "
             f"({summary['endpoint']['model_id']}), task `{summary['task']}`, "
             f"{len(verdicts)} claim(s) this run can speak to. Run cost ${summary['cost_usd']:.4f} at the price book's rates.\n\n")
+    tail = ""
+    if unjudged:
+        tail = (f"\n## Not judged by any run\n\n{len(unjudged)} claim(s) in the registry about `{summary['model']}` that "
+                f"no run measures (`python -m harness.claims list` shows every claim):\n\n" + _table(_UNJUDGED_COLUMNS,
+                                                                                                  unjudged_rows(unjudged)))
     if not verdicts:
-        return head + "No claim in the registry is about this model and benchmark.\n"
-    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in report_rows(verdicts)]
-    return head + "\n".join(lines) + "\n"
+        return head + "No claim in the registry is about this model and benchmark.\n" + tail
+    return head + _table(_COLUMNS, report_rows(verdicts)) + tail
 
 
-def render_html(summary: dict[str, Any], png: bytes | None = None) -> str:
+def _table(columns: Sequence[str], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(columns: Sequence[str], rows: list[tuple[str, ...]]) -> str:
+    cells = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{cells}</tr>{body}</table>"
+
+
+def render_html(summary: dict[str, Any], png: bytes | None = None, unjudged: Sequence[Claim] = ()) -> str:
     """Self-contained (plot as a data URI, inline CSS): MLflow's artifact viewer shows the page on its
     own, where a relative claims.png does not resolve."""
     verdicts = summary.get("claims") or []
-    cells = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in report_rows(verdicts))
     img = (f"<img src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}' alt='measured vs claimed' "
            "style='max-width:100%'>" if png else "")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Claims: {html.escape(summary['run_id'])}"
             f"</title><style>table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:4px}}</style>"
             f"</head><body><h1>Claims checked by run {html.escape(summary['run_id'])}</h1>"
             f"<p>Model {html.escape(summary['model'])}, task {html.escape(summary['task'])}.</p>"
-            + (f"<table><tr>{cells}</tr>{body}</table>{img}" if verdicts else
+            + (f"{_html_table(_COLUMNS, report_rows(verdicts))}{img}" if verdicts else
                "<p>No claim in the registry is about this model and benchmark "
                "(<code>python -m harness.claims list</code> shows them all).</p>")
+            + (f"<h2>Not judged by any run</h2><p>{len(unjudged)} claim(s) in the registry about "
+               f"{html.escape(summary['model'])} that no run measures.</p>"
+               + _html_table(_UNJUDGED_COLUMNS, unjudged_rows(unjudged)) if unjudged else "")
             + "</body></html>")
 
 
@@ -119,14 +161,16 @@ def render_plot(summary: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def write_report(summary: dict[str, Any], folder: Path) -> list[Path]:
-    """The PNG before the HTML that embeds it; a claims.png left by an earlier rendering is removed."""
+def write_report(summary: dict[str, Any], folder: Path, unjudged: Sequence[Claim] | None = None) -> list[Path]:
+    """The PNG before the HTML that embeds it; a claims.png left by an earlier rendering is removed.
+    `unjudged` defaults to unjudged_claims of the run's own registry."""
+    unjudged = unjudged_claims(summary, folder) if unjudged is None else unjudged
     md, page, png = folder / "claims.md", folder / "claims.html", folder / "claims.png"
-    md.write_text(render_markdown(summary), encoding="utf-8")
+    md.write_text(render_markdown(summary, unjudged), encoding="utf-8")
     plotted = render_plot(summary, png)
     if not plotted:
         png.unlink(missing_ok=True)
-    page.write_text(render_html(summary, png.read_bytes() if plotted else None), encoding="utf-8")
+    page.write_text(render_html(summary, png.read_bytes() if plotted else None, unjudged), encoding="utf-8")
     return [md, page] + ([png] if plotted else [])
 
 

@@ -167,7 +167,7 @@ def claims_for_run(claims: list[Claim], cfg: RunConfig) -> list[Claim]:
     """The claims about this run's model: scores on its benchmark, and its prices and speeds."""
     chosen = []
     for claim in claims:
-        if claim.model != cfg.model.name:
+        if claim.model != cfg.model.name or not claim.measured_by_runs:  # model facts, ratings: no run measures them
             continue
         if claim.kind == "score" and claim.benchmark.lower() != (cfg.task.benchmark or "").lower():
             continue
