@@ -147,7 +147,27 @@ class EndpointLM(LM):
         )
 
     def _chat_request(self, context: str, gen_kwargs: dict[str, Any]) -> ChatRequest:
+        """lm-eval makes a document one user message. A task whose documents ARE conversations (MRCR) says so
+        in its YAML generation_kwargs, `harness_context: chat_messages` (a task setting: no prompt text can set
+        it): its one user message is then a JSON list of {role, content}, sent as those messages, in order."""
+        from harness.config import ConfigError
+
         messages = json.loads(context) if self._chat_applied else [{"role": "user", "content": context}]
+        mode = gen_kwargs.pop("harness_context", None)
+        if mode is not None:
+            if mode != "chat_messages" or len(messages) != 1 or messages[0].get("role") != "user":
+                raise ConfigError(f"generation_kwargs harness_context={mode!r} needs the value chat_messages and a "
+                                  f"task without system message or few-shot turns (got {len(messages)} messages)")
+            try:
+                listed = json.loads(messages[0]["content"])
+            except ValueError:
+                listed = None
+            if not (isinstance(listed, list) and listed and all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                                                and m.get("role") in ("system", "developer", "user", "assistant")
+                                                                for m in listed)):
+                raise ConfigError("harness_context=chat_messages: the document's text is not a JSON list of "
+                                  "{role, content} chat messages")
+            messages = [{"role": m["role"], "content": m["content"]} for m in listed]
         until = gen_kwargs.get("until") or []
         if isinstance(until, str):
             until = [until]
