@@ -30,13 +30,13 @@ PENDING_TASKS = {"mrcr_1m"}  # conf/task/mrcr_1m.yaml (benchmark "MRCR 1M") is b
 
 # Claims per file, by article (shared/articles/, not read here: a fresh clone has no ../shared):
 #   000 news report (540B V4):     MMLU, Humanities-X 2 + 540B, $5.6M, 16,000 GPUs, 2x V3 efficiency 4       =  6
-#   001 DailyTechWire 2026-05-25:  seeded 12 + 19 facts (671B, 37B, $8.2M, 14.8T, 2,048 GPUs, ...) + o3 AIME  = 32
+#   001 DailyTechWire 2026-05-25:  seeded 12 + 19 facts (671B, 37B, $8.2M, 14.8T, 2,048 GPUs, ...) + o3 AIME + Opus 5 / GPT-5 output prices = 34
 #   002 V4 preview coverage (May): 32 (sizes, context, tokens, ratios, prices, promo, LCB, Codeforces,
 #                                  SWE-bench Verified, Terminal-Bench, NIST findings, R1's release month)
 #   003 launch analysis (April):   table 11 + 18 (Codeforces 3, SWE-Bench Pro 4, Terminal-Bench 4, MRCR 3,
 #                                  Apex 4) + MMMLU, C-Eval 2 = 31; prices 8; facts 16                           = 55
 #   004 explainer (undated):       Pro/Flash sizes and tokens 6 + context 1                                     =  7
-EXPECTED_PER_FILE = {"v4-release-news.yaml": 6, "dailytechwire-2026-05-25.yaml": 32,
+EXPECTED_PER_FILE = {"v4-release-news.yaml": 6, "dailytechwire-2026-05-25.yaml": 34,
                      "v4-preview-coverage-2026-05.yaml": 32, "deepseek-v4-table-2026-04.yaml": 31,
                      "release-pricing-2026-04.yaml": 8, "deepseek-v4-release-facts-2026-04.yaml": 16,
                      "v4-explainer.yaml": 7}

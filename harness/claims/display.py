@@ -70,6 +70,8 @@ def check_text(claim: Claim) -> str:
         return "model fact" if claim.kind == "fact" else claim.no_run_status
     by = {"score": str(claim.task), "price": "price book", "speed": "streamed run"}[claim.kind]
     unmapped = claim.model is None and not (claim.kind == "price" and claim.price_books)
+    if unmapped and claim.kind == "price":
+        return "not judged (no price-book entry)"
     return by + (" (no model config)" if unmapped else "")
 
 
