@@ -262,7 +262,7 @@ def test_no_thinking_blocks_means_no_reasoning():
 
 @pytest.mark.parametrize("stop_reason, finish", [
     ("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"), ("refusal", "refusal"),
-    ("model_context_window_exceeded", "model_context_window_exceeded"), ("pause_turn", "pause_turn"),
+    ("model_context_window_exceeded", "length"), ("pause_turn", "pause_turn"),  # the window is a token limit too
 ])
 def test_stop_reason_mapping(stop_reason, finish):
     assert parse_message(message_body("x", stop_reason=stop_reason), 0).finish_reason == finish

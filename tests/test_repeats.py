@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import PROJECT_ROOT, run_harness
 from tests.fault_server import FaultServer
 from harness.common.exchange import ChatRequest
-from harness.common.stats import (clustered_mean_estimate, items_needed, items_needed_with_repeats, mean_estimate,
+from harness.common.stats import (clustered_mean_estimate, clustered_proportion_estimate, items_needed, items_needed_with_repeats, mean_estimate,
                                   within_item_share)
 from harness.endpoints.cache import cache_key
 
@@ -59,9 +59,8 @@ def test_every_repeat_is_sent_seeded_scored_and_read_back_from_the_cache(tmp_pat
     items = [i for i in range(ITEMS) for _ in range(REPEATS)]
     assert task["value"] == pytest.approx(sum(values) / len(values))  # 7 of 12 right
     assert task["n"] == ITEMS and task["n_samples"] == ITEMS * REPEATS and task["repeats"] == REPEATS
-    # Clustered by item: the cluster-robust interval, wider than treating the 12 answers as independent.
-    clustered = clustered_mean_estimate(values, items)
-    assert task["ci95"] == pytest.approx([max(0.0, clustered.ci95[0]), min(1.0, clustered.ci95[1])])
+    # Clustered by item: Wilson at the effective number of answers, wider than 12 independent answers.
+    assert task["ci95"] == pytest.approx(list(clustered_proportion_estimate(values, items).ci95))
     naive = mean_estimate(values)
     assert task["ci95"][1] - task["ci95"][0] > naive.ci95[1] - naive.ci95[0]
     assert task["within_item_share"] == pytest.approx(within_item_share(values, items))
@@ -140,3 +139,22 @@ def test_lm_evals_own_task_scores_every_repeat_through_each_of_its_filters(tmp_p
     expected = sum(right(i, r) for i in range(ITEMS) for r in range(REPEATS)) / (ITEMS * REPEATS)
     assert task["by_filter"] == pytest.approx({"strict-match": expected, "flexible-extract": expected})
     assert task["n"] == ITEMS and task["n_samples"] == ITEMS * REPEATS
+
+
+def test_repeats_that_agree_never_narrow_the_interval_below_one_answer_per_item():
+    """All answers wrong on 2 items x 5 repeats: the cluster-robust SE is 0, yet the interval is that of
+    2 answers (not the point [0, 0]); 29 of 30 items right with 3 identical repeats: that of 30 answers."""
+    all_wrong = clustered_proportion_estimate([0.0] * 10, [0] * 5 + [1] * 5)
+    assert all_wrong.ci95 == pytest.approx(mean_estimate([0, 0]).ci95) and all_wrong.ci95[1] > 0.6
+    agree = [1.0] * (29 * 3) + [0.0] * 3
+    items = [i for i in range(30) for _ in range(3)]
+    assert clustered_proportion_estimate(agree, items).ci95 == pytest.approx(mean_estimate([1] * 29 + [0]).ci95)
+    # Repeats that disagree within items carry more: narrower than one answer per item, never narrower
+    # than every answer independent.
+    mixed = [float((i + r) % 2) for i in range(40) for r in range(4)]
+    clusters = [i for i in range(40) for _ in range(4)]
+    e = clustered_proportion_estimate(mixed, clusters)
+    width = e.ci95[1] - e.ci95[0]
+    per_item = mean_estimate([1] * 20 + [0] * 20).ci95
+    independent = mean_estimate(mixed).ci95
+    assert independent[1] - independent[0] - 1e-9 <= width <= per_item[1] - per_item[0]

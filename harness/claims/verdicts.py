@@ -25,7 +25,10 @@ from harness.common.price_match import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, P
 
 UNDERPOWERED, INCONCLUSIVE = "underpowered", "inconclusive"  # with CONSISTENT, BELOW, ABOVE, NOT_MEASURED
 # A claim at these reasoning levels cannot be checked by a run with thinking off: the gap is the protocol's.
-REASONING_CLAIMS = {"max", "xhigh", "high", "on"}
+# Reasoning levels, least to most ("on": thinking on, level not stated).
+REASONING_ORDER = ("off", "none", "minimal", "low", "medium", "on", "high", "xhigh", "max")
+# The within-item share of the variance is used for planning only when measured on this many items.
+MIN_ITEMS_FOR_SHARE = 20
 POWER_SHORTFALL = 0.02  # "to detect a 2-point shortfall you need N items"
 
 
@@ -101,6 +104,9 @@ def gate(claimed_fraction: float, headline: dict[str, Any], cfg: RunConfig, clai
     n, errors = int(headline.get("n_samples") or headline["n"]), int(headline.get("n_errors") or 0)
     unscorable = min(n, int(headline.get("n_truncated") or 0) + int(headline.get("n_extraction_failed") or 0))
     total = n + errors
+    # Failed items weigh as all their repeats (scoring's unscorable_fraction); older summaries: by count.
+    fraction = headline.get("unscorable_fraction")
+    fraction = fraction if fraction is not None else ((unscorable + errors) / total if total else 0.0)
     ranged = headline.get("unscorable_range") or {}
     if "strict" in ranged and "generous" in ranged:  # computed by scoring from the answers themselves
         strict, generous = (_Range(ranged[k]["value"], tuple(ranged[k]["ci95"])) for k in ("strict", "generous"))
@@ -117,20 +123,52 @@ def gate(claimed_fraction: float, headline: dict[str, Any], cfg: RunConfig, clai
     if (unscorable or errors) and strict_status != generous_status:
         reasons.append(f"{counted}: counted wrong the verdict is '{strict_status}', counted right '{generous_status}' "
                        f"(raise max_tokens, fix the failures, re-run)")
-    elif max_unscorable_fraction is not None and total and (unscorable + errors) / total > max_unscorable_fraction:
-        reasons.append(f"{counted}: {(unscorable + errors) / total:.0%} of the items, over "
+    elif max_unscorable_fraction is not None and fraction > max_unscorable_fraction:
+        reasons.append(f"{counted}: {fraction:.0%} of the answers, over "
                        f"claims.max_unscorable_fraction={max_unscorable_fraction:g}")
-    if str(claim.protocol.reasoning).lower() in REASONING_CLAIMS and cfg.model.thinking is False:
-        reasons.append(f"blocking protocol mismatch: the claim is at '{claim.protocol.reasoning}' reasoning, the run "
-                       f"had thinking off")
+    blocking = reasoning_shortfall(str(claim.protocol.reasoning).lower(), cfg)
+    if blocking:
+        reasons.append(f"blocking protocol mismatch: {blocking}")
     contaminated = contamination_reason(contamination)  # the run's window vs the model's published dates
     if contaminated:
         reasons.append(contaminated)
     return Gate(tuple(reasons), strict.value, generous.value, strict_status, generous_status)
 
 
+def _effective_reasoning(cfg: RunConfig) -> str | None:
+    """The run's reasoning level as sent: "off" when thinking is off (model.thinking=false, or a native
+    Anthropic model with no thinking asked for: no field means none), else the effort it set, "on" for
+    thinking on at the provider's default effort, None when nothing was set."""
+    model = cfg.model
+    effort = (model.generation.reasoning_effort or "").lower() or None
+    if model.thinking is False or effort in ("none", "off"):
+        return "off"
+    if (model.provider == "anthropic" and model.thinking is None and model.generation.thinking_budget_tokens is None
+            and not (isinstance(model.generation.extra_body, dict) and model.generation.extra_body.get("thinking"))):
+        return "off"
+    return effort or ("on" if model.thinking else None)
+
+
+def reasoning_shortfall(claimed: str, cfg: RunConfig) -> str | None:
+    """Why the run reasoned less than the claim says, when it certainly did: thinking off against any
+    reasoning claim, a lower effort than the claim's, or the provider's default effort against a claim
+    at xhigh / max (the providers' defaults are lower). None when the run can speak to the claim."""
+    if claimed not in REASONING_ORDER or claimed in ("off", "none"):
+        return None
+    run = _effective_reasoning(cfg)
+    if run == "off":
+        return f"the claim is at '{claimed}' reasoning, the run had thinking off"
+    if (run in REASONING_ORDER and run != "on" and claimed != "on"
+            and REASONING_ORDER.index(run) < REASONING_ORDER.index(claimed)):
+        return f"the claim is at '{claimed}' reasoning, the run at '{run}'"
+    if run in (None, "on") and claimed in ("xhigh", "max"):
+        return (f"the claim is at '{claimed}' reasoning, the run at the provider's default effort (set "
+                f"model.generation.reasoning_effort={claimed})")
+    return None
+
+
 def _reasoning_of_run(cfg: RunConfig) -> str:
-    if cfg.model.thinking is False:
+    if _effective_reasoning(cfg) == "off":
         return "off"
     effort = cfg.model.generation.reasoning_effort
     if cfg.model.thinking is True:
@@ -200,6 +238,8 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
             if gated.reasons:
                 status = INCONCLUSIVE
             repeats, share = int(headline.get("repeats") or 1), headline.get("within_item_share")
+            if headline["n"] < MIN_ITEMS_FOR_SHARE:  # a share measured on a handful of items says little
+                share = None
             # m items x k repeats weigh as m / design_effect single answers (harness.common.stats).
             effective_n = max(1, round(headline["n"] / repeats_design_effect(share, repeats)))
             detectable = detectable_shortfall(claim.value / 100, effective_n)
@@ -208,7 +248,7 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
             plan = (f"{needed} items" if repeats == 1 or not powered else
                     f"{needed} items at 1 answer each or {items_needed_with_repeats(claim.value / 100, POWER_SHORTFALL, repeats, share)} "
                     f"items x {repeats} repeats (within-item share of the variance "
-                    f"{'not measured, taken as 0' if share is None else f'{share:.2f}'}; repeats cannot "
+                    f"{f'not measured on {MIN_ITEMS_FOR_SHARE}+ items, taken as 0' if share is None else f'{share:.2f}'}; repeats cannot "
                     f"go below {items_needed_with_repeats(claim.value / 100, POWER_SHORTFALL, 10**6, share)} items)")
             verdicts.append(Verdict(
                 **common, status=status, measured=100 * headline["value"], ci95=(100 * lo, 100 * hi),

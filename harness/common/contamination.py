@@ -26,20 +26,24 @@ class Boundary:
     basis: str  # what the date rests on, for the records
 
 
-def _last_day(text: str, what: str) -> dt.date:
-    """'2025-01-15' -> that day; '2025-01' -> 2025-01-31; '2025' -> 2025-12-31."""
+def _day(text: Any, setting: str, last: bool = True) -> dt.date:
+    """'2025-01-15' -> that day; '2025-01' -> 2025-01-31 (last) or 2025-01-01; '2025' -> its last or first day."""
     parts = str(text).strip().split("-")
     try:
         numbers = [int(p) for p in parts]
         if len(numbers) == 3:
             return dt.date(*numbers)
         if len(numbers) == 2:
-            return dt.date(numbers[0], numbers[1], calendar.monthrange(numbers[0], numbers[1])[1])
+            return dt.date(numbers[0], numbers[1], calendar.monthrange(numbers[0], numbers[1])[1] if last else 1)
         if len(numbers) == 1:
-            return dt.date(numbers[0], 12, 31)
+            return dt.date(numbers[0], 12, 31) if last else dt.date(numbers[0], 1, 1)
     except ValueError:
         pass
-    raise ConfigError(f"model.facts.{what}={text!r} is not a date: write YYYY-MM-DD, YYYY-MM or YYYY")
+    raise ConfigError(f"{setting}={text!r} is not a date: write YYYY-MM-DD, YYYY-MM or YYYY")
+
+
+def _last_day(text: str, what: str) -> dt.date:
+    return _day(text, f"model.facts.{what}")
 
 
 def boundary(facts: ModelFacts) -> Boundary:
@@ -69,7 +73,7 @@ def resolve_window(task: TaskConfig, model: ModelConfig) -> tuple[TaskConfig, di
                 f"the window yourself with task.loader_kwargs.start_date=YYYY-MM-DD")
         start = (limit.last_seen + dt.timedelta(days=1)).isoformat()
         task = dataclasses.replace(task, loader_kwargs={**kwargs, "start_date": start})
-    first_day = _last_day(start, "start_date") if start and len(str(start).split("-")) == 3 else None
+    first_day = _day(start, "task.loader_kwargs.start_date", last=False) if start else None
     clean = first_day is not None and limit.last_seen is not None and first_day > limit.last_seen
     return task, {"window_start": start, "window_end": kwargs.get("end_date"), "auto": auto,
                   "model_last_seen": limit.last_seen.isoformat() if limit.last_seen else None,

@@ -373,3 +373,39 @@ def items_needed_with_repeats(claimed: float, shortfall: float, repeats: int, wi
                               alpha: float = 0.05, power: float = 0.8) -> int:
     """Items needed at `repeats` answers each to detect `shortfall` below `claimed` (see above)."""
     return max(1, math.ceil(items_needed(claimed, shortfall, alpha, power) * repeats_design_effect(within_share, repeats)))
+
+
+def clustered_proportion_estimate(values: Sequence[float], clusters: Sequence[object],
+                                  confidence: float = 0.95) -> Estimate:
+    """A 0/1 score over items answered several times: the Wilson interval at the effective number of
+    answers n_eff = p(1 - p) / SE^2 (SE: clustered_mean_estimate's cluster-robust standard error),
+    kept between the number of items and the number of answers.
+
+    Why: the clustered t interval collapses to a point when every item's answers agree (SE = 0: all
+    wrong, all right) and undercovers near 0 and 1; Wilson does neither. Repeats that add nothing
+    (temperature 0, answers that agree) give n_eff = items, the interval of one answer per item;
+    repeats that disagree can narrow it as far as independent answers would, never further. When
+    SE = 0 and p is 0 or 1 the data cannot say how much the repeats are worth: n_eff = items.
+    n: the number of items.
+    """
+    e = clustered_mean_estimate(values, clusters)
+    n_items, n_answers = len(set(clusters)), len(values)
+    if n_answers == 0:
+        return e
+    p = e.value
+    if e.stderr:
+        n_eff = min(float(n_answers), max(float(n_items), p * (1 - p) / e.stderr**2))
+    else:
+        n_eff = float(n_answers) if 0 < p < 1 else float(n_items)
+    low, high = _wilson(p, n_eff, confidence)
+    stderr = math.sqrt(p * (1 - p) / n_eff)
+    return Estimate(p, stderr, (low, high), n_items)
+
+
+def _wilson(p: float, n: float, confidence: float) -> tuple[float, float]:
+    """Wilson score interval for a proportion p observed on n (possibly effective, non-integer) trials
+    (Wilson 1927, JASA 22:209-212); equals scipy's binomtest(...).proportion_ci(method='wilson') at integer n."""
+    z = float(scipy_stats.norm.ppf(0.5 + confidence / 2))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 # stop_reason (Message.stop_reason) -> our finish_reason, in OpenAI's words where one exists.
-_FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                   "model_context_window_exceeded": "length"}
 
 # output_config.effort values the Messages API accepts.
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")

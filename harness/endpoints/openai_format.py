@@ -66,6 +66,9 @@ def split_reasoning(message: dict[str, Any]) -> tuple[str, str | None]:
         blocks = _THINK_BLOCK.findall(text)
         reasoning = "\n".join(b.strip() for b in blocks)
         text = _THINK_BLOCK.sub("", text).strip()
+    elif reasoning is None and "</think>" in text:  # the template opened <think> itself; the server kept the rest
+        reasoning, _, text = text.partition("</think>")
+        reasoning, text = reasoning.strip(), text.lstrip()
     return text, reasoning
 
 

@@ -82,7 +82,30 @@ def _answer_bytes(completion: Completion) -> int:
 
 
 def vet(completion: Completion, request: ChatRequest, problems: list[str] | None = None) -> Completion:
-    """The completion with its usage checked (see the module docstring)."""
+    """The completion with its usage checked (see the module docstring) and its finish reason made
+    honest: every provider's name for the token limit is "length", and so is an answer that used all
+    of max_tokens whatever reason the server gave (a server saying "stop" there cut it off unsaid)."""
+    return _cut_at_limit(_vet_usage(completion, request, problems), request)
+
+
+# Every provider's name for "stopped at the token limit": OpenAI, DeepSeek, vLLM "length"; Anthropic
+# "max_tokens" and "model_context_window_exceeded"; Gemini "MAX_TOKENS"; Responses "max_output_tokens".
+_CUT_AT_LIMIT = frozenset({"length", "max_tokens", "max_output_tokens", "model_context_window_exceeded"})
+
+
+def _cut_at_limit(completion: Completion, request: ChatRequest) -> Completion:
+    reason = completion.finish_reason
+    if isinstance(reason, str) and reason.lower() in _CUT_AT_LIMIT:
+        return completion if reason == "length" else dataclasses.replace(completion, finish_reason="length")
+    cap = max_output_tokens(request)
+    if completion.usage_status != "reported" or not cap or completion.usage.output_tokens < cap:
+        return completion
+    note = f"finish_reason {reason!r} with all {cap} max_tokens used: counted as cut off at the limit"
+    return dataclasses.replace(completion, finish_reason="length",
+                               usage_note="; ".join(n for n in (completion.usage_note, note) if n))
+
+
+def _vet_usage(completion: Completion, request: ChatRequest, problems: list[str] | None = None) -> Completion:
     if not completion.usage_reported:
         output = math.ceil(_answer_bytes(completion) / DEFAULT_BYTES_PER_TOKEN)
         cap = max_output_tokens(request)

@@ -15,10 +15,14 @@ from harness.common.exchange import MISSING, ResponseRecord, SampleError, Usage
 from harness.config import ConfigError, TaskConfig
 from harness.common.doc_key import doc_key
 from harness.scoring.extract import SENSITIVITY_RULES, extract, gold_answer
-from harness.common.stats import Estimate, clustered_mean_estimate, mean_estimate, within_item_share
+from harness.common.stats import (Estimate, clustered_mean_estimate, clustered_proportion_estimate, mean_estimate,
+                                  within_item_share)
 from harness.scoring.repeats import Answer, answers_of
 
 LM_EVAL_NO_MATCH = "[invalid]"  # what lm-eval's regex filter yields when nothing matched
+# Finish reasons of an answer the model did not finish: the token limit (the endpoints map every
+# provider's name for it to "length") or the provider's content filter cutting it.
+CUT_OFF = frozenset({"length", "content_filter"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,9 @@ class TaskScore:
     # Of the variance between answers, the share within items (repeats disagreeing): what more repeats
     # can still remove; None without repeats.
     within_item_share: float | None = None
+    # Unscorable answers, failed items weighed as all their repeats: the share the verdict gate bounds.
+    unscorable_fraction: float = 0.0
+    repeats: int = 1  # answers per item (task.repeats), whether scored here or by the task's own metric
 
     @property
     def n_correct(self) -> float:
@@ -72,8 +79,9 @@ class TaskScore:
             "ci95": list(e.ci95),
             "n": e.n,
             "n_samples": self.n_samples or e.n,
-            "repeats": (self.n_samples // e.n) if e.n and self.n_samples > e.n else 1,
+            "repeats": self.repeats,
             "within_item_share": self.within_item_share,
+            "unscorable_fraction": self.unscorable_fraction,
             "unscorable_range": {name: {"value": est.value, "ci95": list(est.ci95)}
                                  for name, est in (("strict", self.strict), ("generous", self.generous)) if est},
             "n_truncated": self.n_truncated,
@@ -104,6 +112,7 @@ class _TaskAccumulator:
     answered: list[float] = field(default_factory=list)  # headline scores of samples without a failure
     by_filter: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     n_truncated: int = 0
+    n_unscorable: int = 0  # answers cut off, not extracted or missing (one answer can be several of these)
     n_extraction_failed: int = 0
     n_missing_response: int = 0
     n_errors: int = 0
@@ -122,6 +131,7 @@ class _TaskAccumulator:
         for name, values in other.by_filter.items():
             self.by_filter[name] += values
         self.n_truncated += other.n_truncated
+        self.n_unscorable += other.n_unscorable
         self.n_extraction_failed += other.n_extraction_failed
         self.n_missing_response += other.n_missing_response
         self.n_errors += other.n_errors
@@ -188,12 +198,13 @@ def score_run(
             for answer in answers_of(per_filter, headline_filter, responses, (tasks or {}).get(task)):
                 rows.append(_score_answer(acc, task, doc_id, headline, answer, cfg, headline_filter))
 
-    scores = [_task_score(task, acc, cfg.metric, chosen_filter[task]) for task, acc in accumulators.items()]
+    scores = [_task_score(task, acc, cfg.metric, chosen_filter[task], configured_repeats=cfg.repeats)
+              for task, acc in accumulators.items()]
     if len(accumulators) > 1:
         group = _TaskAccumulator()
         for acc in accumulators.values():
             group.absorb(acc)
-        scores.append(_task_score(cfg.lm_eval_task, group, cfg.metric, cfg.filter, tuple(accumulators)))
+        scores.append(_task_score(cfg.lm_eval_task, group, cfg.metric, cfg.filter, tuple(accumulators), cfg.repeats))
     return scores, rows
 
 
@@ -224,12 +235,13 @@ def _score_answer(acc: _TaskAccumulator, task: str, doc_id: int, headline: dict[
         acc.metrics[name].append(value)
     for name, values in answer.scores.items():
         acc.by_filter[name].append(values[cfg.metric])
-    truncated = any(r.completion.finish_reason == "length" for r in responses)
+    truncated = any(r.completion.finish_reason in CUT_OFF for r in responses)
     missing = not responses or any(r.completion.finish_reason == MISSING for r in responses)
     acc.n_truncated += truncated
     acc.n_extraction_failed += failed
     acc.n_missing_response += missing
     unscorable = truncated or failed or missing
+    acc.n_unscorable += unscorable
     if not unscorable:
         acc.answered.append(score)
     acc.generous.append(1.0 if unscorable else score)
@@ -304,10 +316,14 @@ def _error_row(task: str, doc_id: int, headline: dict[str, Any], failed: list[Sa
 
 
 def _item_estimate(values: list[float], items: list[Any]) -> Estimate:
-    """The mean with its interval clustered by item when items carry several answers; n = items."""
+    """The mean with its interval clustered by item when items carry several answers; n = items.
+    0/1 scores: Wilson at the effective number of answers (never a point, never narrower than
+    independent answers); other scores in [0, 1]: the cluster-robust t interval, kept in [0, 1]."""
     n_items = len(set(items))
     if len(values) == n_items:
         return mean_estimate(values)
+    if all(v in (0.0, 1.0) for v in values):
+        return clustered_proportion_estimate(values, items)
     e = clustered_mean_estimate(values, items)
     low, high = e.ci95
     if all(0.0 <= v <= 1.0 for v in values):  # a t interval on few items can pass the score's own bounds
@@ -316,16 +332,24 @@ def _item_estimate(values: list[float], items: list[Any]) -> Estimate:
 
 
 def _task_score(task: str, acc: _TaskAccumulator, metric: str, filter_name: str,
-                subtasks: tuple[str, ...] = ()) -> TaskScore:
-    failed = [("failed", i) for i in range(acc.n_errors)]  # a failed item counts once, as its own item
+                subtasks: tuple[str, ...] = (), configured_repeats: int | None = None) -> TaskScore:
+    n_items = len(set(acc.items))
+    repeats = max(1, round(len(acc.headline) / n_items)) if n_items else 1
+    # A task whose metric uses all k answers itself (pass@k) leaves one value per item here.
+    answers_per_item = max(repeats, configured_repeats or 1)
+    # A failed item weighs as much as an answered one: as many answers as the items' repeats.
+    failed = [("failed", i) for i in range(acc.n_errors) for _ in range(repeats)]
     return TaskScore(
         task=task,
         metric=metric,
         filter=filter_name,
         estimate=_item_estimate(acc.headline, acc.items),
-        n_samples=len(acc.headline),
-        strict=_item_estimate(acc.headline + [0.0] * acc.n_errors, acc.items + failed),
-        generous=_item_estimate(acc.generous + [1.0] * acc.n_errors, acc.items + failed),
+        n_samples=len(acc.headline) if repeats > 1 else n_items * answers_per_item,
+        repeats=answers_per_item,
+        strict=_item_estimate(acc.headline + [0.0] * len(failed), acc.items + failed),
+        generous=_item_estimate(acc.generous + [1.0] * len(failed), acc.items + failed),
+        unscorable_fraction=((acc.n_unscorable + len(failed)) / (len(acc.headline) + len(failed))
+                             if acc.headline or failed else 0.0),
         within_item_share=within_item_share(acc.headline, acc.items) if len(acc.headline) > len(set(acc.items)) else None,
         n_truncated=acc.n_truncated,
         n_extraction_failed=acc.n_extraction_failed,
