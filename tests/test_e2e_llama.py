@@ -266,7 +266,7 @@ claims:
     task: gsm8k
     value: 99.0
     unit: percent
-    protocol: {subset: full, reasoning: max}
+    protocol: {subset: full, reasoning: high}  # max would block it: the run's effort is the default
     source: {publication: "a claim written for this test", date: "2026-11-23"}
   - id: test-other-model
     kind: score
@@ -301,7 +301,7 @@ def test_claims_report_from_a_real_local_run(require_llama, gsm8k_dir, tmp_path)
         assert verdict["strict_status"] == "below claim" and "counted wrong" in verdict["detail"]
     assert verdict["status"] == expected
     assert any(m.startswith("subset: the claim is on the full set") for m in verdict["mismatches"])
-    assert any(m.startswith("reasoning: the claim is at 'max'") for m in verdict["mismatches"])
+    assert any(m.startswith("reasoning: the claim is at 'high'") for m in verdict["mismatches"])
     assert f"claim test-smollm2-gsm8k-40: {expected}" in proc.stdout
     png = run_dir / "claims.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -87,7 +88,10 @@ def list_main(claims_dir: Path | None) -> int:
         claims = load_claims(claims_dir or CLAIMS_DIR)
     except ConfigError as exc:
         raise SystemExit(f"[harness.claims] error: the claims registry is invalid: {exc}") from None
-    print("\n".join(registry_lines(claims)))
+    try:
+        print("\n".join(registry_lines(claims)), flush=True)
+    except BrokenPipeError:  # `... list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
