@@ -144,6 +144,9 @@ async def _read_capped(response: aiohttp.ClientResponse, cap: int, *, truncate: 
     return b"".join(parts)[:cap]
 
 
+_STREAM_HEADERS = {"Accept": "text/event-stream"}
+
+
 class JsonWire:
     """POSTs JSON to one URL over a pooled aiohttp session (made in the running loop, on first use)."""
 
@@ -157,6 +160,9 @@ class JsonWire:
         self._secret = api_key if api_key and len(api_key) >= 8 else None
         self.read_timeout_s = read_timeout_s
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
+        # A stream's silences are bounded by its reader's first-token and idle deadlines (openai_stream);
+        # aiohttp's sock_read would re-arm a timer on every network read, the busiest path of a stream.
+        self.stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=None)
         self.on_status = on_status
         self._session: aiohttp.ClientSession | None = None
 
@@ -196,7 +202,7 @@ class JsonWire:
         A whole JSON answer instead of a stream raises NotAStream."""
         try:
             async with self._ensure_session().post(self.url, data=_ENCODER.encode(body).encode(), allow_redirects=False,
-                                                   headers={"Accept": "text/event-stream"}) as response:
+                                                   headers=_STREAM_HEADERS, timeout=self.stream_timeout) as response:
                 await self._check_status(response)
                 if response.content_type == "application/json":
                     raise NotAStream(await _read_capped(response, max_bytes))
