@@ -238,8 +238,8 @@ def run(raw_cfg: Any) -> RunResult:
         add_speed(summary, lm.records)
         add_run_checks(summary, cfg, endpoint, balance_before)
         if cfg.claims.enabled:
-            summary["claims"] = check_claims(cfg, summary, prices)
-            write_report(summary, folder.path)
+            summary["claims"], unjudged = check_claims(cfg, summary, prices)
+            write_report(summary, folder.path, unjudged)
         if replay_report is not None:
             agreement = endpoint.pred_agreement({r["doc_key"]: r["extracted"] for r in rows})
             summary["replay"] = {"path": cfg.model.path, **replay_report, "pred_agreement": agreement}
@@ -314,16 +314,17 @@ def read_balance(cfg: RunConfig) -> float | None:
     return fetch_balance(cfg.model.balance_url, resolve_api_key(cfg.model), cfg.model.balance_currency)
 
 
-def check_claims(cfg: RunConfig, summary: dict[str, Any], prices: Any) -> list[dict[str, Any]]:
-    """Verdicts for the registry's claims about this run's model and benchmark."""
+def check_claims(cfg: RunConfig, summary: dict[str, Any], prices: Any) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Verdicts for the registry's claims about this run's model and benchmark; the claims about it no run judges."""
     from harness.claims.registry import CLAIMS_DIR, load_claims
+    from harness.claims.report import not_judged_by_runs
     from harness.claims.verdicts import judge
     from harness.spend.price_claims import price_matches
 
     claims = load_claims(Path(cfg.claims.dir) if cfg.claims.dir else CLAIMS_DIR)
     matches = price_matches(claims, cfg.model.name, prices)
-    return [v.to_dict() for v in judge(claims, cfg, summary, cfg.claims.max_ci_halfwidth, matches,
-                                       cfg.claims.max_unscorable_fraction)]
+    return ([v.to_dict() for v in judge(claims, cfg, summary, cfg.claims.max_ci_halfwidth, matches,
+                                        cfg.claims.max_unscorable_fraction)], not_judged_by_runs(claims, cfg.model.name))
 
 
 def build_summary(cfg: RunConfig, run_id: str, base_url: str, scores: list[TaskScore], rows: list[dict[str, Any]],

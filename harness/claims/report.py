@@ -51,8 +51,12 @@ def unjudged_claims(summary: dict[str, Any], folder: Path | None = None) -> list
     claims_dir = None
     if config is not None and config.is_file():
         claims_dir = ((yaml.safe_load(config.read_text()) or {}).get("claims") or {}).get("dir")
-    return [c for c in load_claims(Path(claims_dir) if claims_dir else CLAIMS_DIR)
-            if c.model == summary.get("model") and c.no_run_status is not None]
+    return not_judged_by_runs(load_claims(Path(claims_dir) if claims_dir else CLAIMS_DIR), summary.get("model"))
+
+
+def not_judged_by_runs(claims: Sequence[Claim], model: str | None) -> list[Claim]:
+    """The claims about `model` no run measures: model facts, scores without a task, ratings."""
+    return [c for c in claims if c.model == model and c.no_run_status is not None]
 
 
 def unjudged_rows(claims: Sequence[Claim]) -> list[tuple[str, ...]]:

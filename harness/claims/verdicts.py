@@ -17,14 +17,13 @@ from typing import Any
 
 from harness.claims.registry import UNKNOWN, Claim
 from harness.config import RunConfig
-from harness.common.stats import (detectable_shortfall, items_needed, items_needed_with_repeats, mean_estimate,
-                                  repeats_design_effect)
+from harness.common.stats import (Estimate, detectable_shortfall, items_needed, items_needed_with_repeats,
+                                  mean_estimate, repeats_design_effect)
 from harness.common.contamination import contamination_reason
 from harness.common.headline import headline_task
 from harness.common.price_match import ABOVE, BELOW, CONSISTENT, NOT_MEASURED, PriceMatch
 
 UNDERPOWERED, INCONCLUSIVE = "underpowered", "inconclusive"  # with CONSISTENT, BELOW, ABOVE, NOT_MEASURED
-# A claim at these reasoning levels cannot be checked by a run with thinking off: the gap is the protocol's.
 # Reasoning levels, least to most ("on": thinking on, level not stated).
 REASONING_ORDER = ("off", "none", "minimal", "low", "medium", "on", "high", "xhigh", "max")
 # The within-item share of the variance is used for planning only when measured on this many items.
@@ -88,12 +87,6 @@ class Gate:
     generous_status: str
 
 
-@dataclass(frozen=True)
-class _Range:
-    value: float
-    ci95: tuple[float, float]
-
-
 def gate(claimed_fraction: float, headline: dict[str, Any], cfg: RunConfig, claim: Claim,
          max_ci_halfwidth: float, max_unscorable_fraction: float | None,
          contamination: dict[str, Any] | None = None) -> Gate:
@@ -109,7 +102,7 @@ def gate(claimed_fraction: float, headline: dict[str, Any], cfg: RunConfig, clai
     fraction = fraction if fraction is not None else ((unscorable + errors) / total if total else 0.0)
     ranged = headline.get("unscorable_range") or {}
     if "strict" in ranged and "generous" in ranged:  # computed by scoring from the answers themselves
-        strict, generous = (_Range(ranged[k]["value"], tuple(ranged[k]["ci95"])) for k in ("strict", "generous"))
+        strict, generous = (Estimate(ranged[k]["value"], None, tuple(ranged[k]["ci95"]), n) for k in ("strict", "generous"))
     else:  # a summary from before: rebuilt from its counts (one 0/1 answer per item)
         correct = round(headline["value"] * n)
         unscorable = min(n - correct, unscorable)
@@ -168,12 +161,9 @@ def reasoning_shortfall(claimed: str, cfg: RunConfig) -> str | None:
 
 
 def _reasoning_of_run(cfg: RunConfig) -> str:
-    if _effective_reasoning(cfg) == "off":
-        return "off"
-    effort = cfg.model.generation.reasoning_effort
-    if cfg.model.thinking is True:
-        return effort or "on (provider default effort)"
-    return effort or "provider default (not set)"
+    """The run's reasoning level in words, for the mismatch list."""
+    run = _effective_reasoning(cfg)
+    return {None: "provider default (not set)", "on": "on (provider default effort)"}.get(run, run)
 
 
 def protocol_mismatches(claim: Claim, cfg: RunConfig, n: int, n_docs: int | None) -> tuple[list[str], list[str]]:
@@ -243,13 +233,7 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
             # m items x k repeats weigh as m / design_effect single answers (harness.common.stats).
             effective_n = max(1, round(headline["n"] / repeats_design_effect(share, repeats)))
             detectable = detectable_shortfall(claim.value / 100, effective_n)
-            powered = claim.value / 100 > POWER_SHORTFALL
-            needed = items_needed(claim.value / 100, POWER_SHORTFALL) if powered else None
-            plan = (f"{needed} items" if repeats == 1 or not powered else
-                    f"{needed} items at 1 answer each or {items_needed_with_repeats(claim.value / 100, POWER_SHORTFALL, repeats, share)} "
-                    f"items x {repeats} repeats (within-item share of the variance "
-                    f"{f'not measured on {MIN_ITEMS_FOR_SHARE}+ items, taken as 0' if share is None else f'{share:.2f}'}; repeats cannot "
-                    f"go below {items_needed_with_repeats(claim.value / 100, POWER_SHORTFALL, 10**6, share)} items)")
+            needed = items_needed(claim.value / 100, POWER_SHORTFALL) if claim.value / 100 > POWER_SHORTFALL else None
             verdicts.append(Verdict(
                 **common, status=status, measured=100 * headline["value"], ci95=(100 * lo, 100 * hi),
                 n=headline["n"], task=cfg.task.name, mismatches=tuple(mismatches), unknowns=tuple(unknowns),
@@ -263,7 +247,7 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
                 + (f" x {repeats} repeats" if repeats > 1 else "")
                 + f" vs claimed {claim.value}; these detect a shortfall of "
                   f"{'—' if math.isnan(detectable) else f'{100 * detectable:.1f}'} points (80% power, 5% level); "
-                  f"a {100 * POWER_SHORTFALL:.0f}-point shortfall needs {plan}"))
+                  f"a {100 * POWER_SHORTFALL:.0f}-point shortfall needs {power_plan(claim.value / 100, needed, repeats, share)}"))
         elif claim.kind == "price":
             billed = ", ".join(u["price"] for u in summary.get("prices_used") or []) or "nothing bought"
             verdicts.append(price_verdict(claim, (price_matches or {}).get(claim.id), cfg.task.name,
@@ -271,6 +255,17 @@ def judge(claims: list[Claim], cfg: RunConfig, summary: dict[str, Any], max_ci_h
         elif claim.kind == "speed":
             verdicts.append(speed_verdict(claim, common, summary.get("speed"), cfg.task.name))
     return verdicts
+
+
+def power_plan(claimed: float, needed: int | None, repeats: int, share: float | None) -> str:
+    """The items a POWER_SHORTFALL verdict needs: at one answer each, and with this run's repeats (from the
+    within-item share of the variance; none taken when it was not measured) down to the floor repeats reach."""
+    if needed is None or repeats == 1:
+        return f"{needed} items"
+    measured = f"not measured on {MIN_ITEMS_FOR_SHARE}+ items, taken as 0" if share is None else f"{share:.2f}"
+    return (f"{needed} items at 1 answer each or {items_needed_with_repeats(claimed, POWER_SHORTFALL, repeats, share)} "
+            f"items x {repeats} repeats (within-item share of the variance {measured}; repeats cannot go below "
+            f"{items_needed_with_repeats(claimed, POWER_SHORTFALL, math.inf, share)} items)")
 
 
 def price_verdict(claim: Claim, match: PriceMatch | None, task: str | None = None, cost_usd: float | None = None,

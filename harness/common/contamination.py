@@ -42,17 +42,14 @@ def _day(text: Any, setting: str, last: bool = True) -> dt.date:
     raise ConfigError(f"{setting}={text!r} is not a date: write YYYY-MM-DD, YYYY-MM or YYYY")
 
 
-def _last_day(text: str, what: str) -> dt.date:
-    return _day(text, f"model.facts.{what}")
-
 
 def boundary(facts: ModelFacts) -> Boundary:
     source = f" ({facts.source})" if facts.source else ""
     if facts.knowledge_cutoff:
-        return Boundary(_last_day(facts.knowledge_cutoff, "knowledge_cutoff"),
+        return Boundary(_day(facts.knowledge_cutoff, "model.facts.knowledge_cutoff"),
                         f"knowledge cutoff {facts.knowledge_cutoff}{source}")
     if facts.release_date:
-        return Boundary(_last_day(facts.release_date, "release_date"),
+        return Boundary(_day(facts.release_date, "model.facts.release_date"),
                         f"release date {facts.release_date} (no published cutoff){source}")
     return Boundary(None, "neither a release date nor a knowledge cutoff in the model config (model.facts)")
 

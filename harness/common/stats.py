@@ -95,11 +95,14 @@ def _cluster_totals(
         return x, np.ones(len(x))
     if len(clusters) != len(x):
         raise ValueError(f"clusters has {len(clusters)} ids for {len(x)} values")
+    inverse = _cluster_ids(clusters)
+    return np.bincount(inverse, weights=x), np.bincount(inverse).astype(float)
+
+
+def _cluster_ids(clusters: Sequence[object]) -> np.ndarray:
+    """Each value's cluster as 0..G-1, numbered in order of first appearance."""
     index: dict[object, int] = {}
-    inverse = np.fromiter((index.setdefault(c, len(index)) for c in clusters), dtype=np.intp, count=len(x))
-    sums = np.bincount(inverse, weights=x, minlength=len(index))
-    counts = np.bincount(inverse, minlength=len(index)).astype(float)
-    return sums, counts
+    return np.fromiter((index.setdefault(c, len(index)) for c in clusters), dtype=np.intp, count=len(clusters))
 
 
 def _items(values: Sequence[float], clusters: Sequence[object] | None):
@@ -366,10 +369,8 @@ def within_item_share(values: Sequence[float], clusters: Sequence[object]) -> fl
     g, n = len(sums), len(x)
     if g < 2 or n <= g:
         return None
-    index: dict[object, int] = {}
-    inverse = np.fromiter((index.setdefault(c, len(index)) for c in clusters), dtype=np.intp, count=n)
     means = sums / counts
-    msw = float(np.sum((x - means[inverse]) ** 2)) / (n - g)
+    msw = float(np.sum((x - means[_cluster_ids(clusters)]) ** 2)) / (n - g)
     msb = float(np.sum(counts * (means - x.mean()) ** 2)) / (g - 1)
     n0 = (n - float(np.sum(counts**2)) / n) / (g - 1)
     sb2 = max(0.0, (msb - msw) / n0)
@@ -383,9 +384,10 @@ def repeats_design_effect(within_share: float | None, repeats: int) -> float:
     return 1.0 - s + s / max(1, repeats)
 
 
-def items_needed_with_repeats(claimed: float, shortfall: float, repeats: int, within_share: float | None,
+def items_needed_with_repeats(claimed: float, shortfall: float, repeats: float, within_share: float | None,
                               alpha: float = 0.05, power: float = 0.8) -> int:
-    """Items needed at `repeats` answers each to detect `shortfall` below `claimed` (see above)."""
+    """Items needed at `repeats` answers each to detect `shortfall` below `claimed` (see above);
+    repeats=math.inf gives the floor no number of repeats goes below."""
     return max(1, math.ceil(items_needed(claimed, shortfall, alpha, power) * repeats_design_effect(within_share, repeats)))
 
 

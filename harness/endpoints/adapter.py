@@ -21,7 +21,7 @@ from harness.spend.budget import BudgetGuard, prompt_bytes, prompt_token_bound, 
 from harness.spend.dry_run import DryRun, History, estimate
 from harness.endpoints.batch import batch_refusal
 from harness.endpoints.cache import ResponseCache, cache_key
-from harness.config import ModelConfig
+from harness.config import ConfigError, ModelConfig
 from harness.common.doc_key import doc_key
 from harness.common.exchange import ChatRequest, Completion, ResponseRecord, SampleError, Usage
 from harness.endpoints.base import Endpoint, EndpointError, RequestFailed
@@ -150,8 +150,6 @@ class EndpointLM(LM):
         """lm-eval makes a document one user message. A task whose documents ARE conversations (MRCR) says so
         in its YAML generation_kwargs, `harness_context: chat_messages` (a task setting: no prompt text can set
         it): its one user message is then a JSON list of {role, content}, sent as those messages, in order."""
-        from harness.config import ConfigError
-
         messages = json.loads(context) if self._chat_applied else [{"role": "user", "content": context}]
         mode = gen_kwargs.pop("harness_context", None)
         if mode is not None:

@@ -350,7 +350,7 @@ def _task_score(task: str, acc: _TaskAccumulator, metric: str, filter_name: str,
         generous=_item_estimate(acc.generous + [1.0] * len(failed), acc.items + failed),
         unscorable_fraction=((acc.n_unscorable + len(failed)) / (len(acc.headline) + len(failed))
                              if acc.headline or failed else 0.0),
-        within_item_share=within_item_share(acc.headline, acc.items) if len(acc.headline) > len(set(acc.items)) else None,
+        within_item_share=within_item_share(acc.headline, acc.items),
         n_truncated=acc.n_truncated,
         n_extraction_failed=acc.n_extraction_failed,
         n_missing_response=acc.n_missing_response,
