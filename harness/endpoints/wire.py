@@ -114,19 +114,25 @@ class _Inflater:
         return out
 
 
-async def _pieces(response: aiohttp.ClientResponse, cap: int) -> AsyncIterator[bytes]:
-    """The body as it arrives, decompressed (bounded) if the server compressed it anyway; AnswerRefused
-    once more than `cap` bytes came."""
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    inflater = None if encoding in ("", "identity") else _Inflater(encoding, cap)
-    size = 0
-    async for piece in response.content.iter_any():
-        if inflater is not None:
-            piece = inflater.feed(piece)
-        size += len(piece)
-        if size > cap:
-            raise AnswerRefused(f"an answer longer than {cap} bytes")
-        yield piece
+class _BodyMeter:
+    """Counts a body's pieces as they arrive, inflating them (bounded) if the server compressed it
+    anyway; AnswerRefused once more than `cap` bytes came. A plain object, not an async generator
+    wrapped around the reader: a generator left open at the end of a stream is finalized through the
+    loop's self-pipe, a system call and a wake-up per request."""
+
+    def __init__(self, response: aiohttp.ClientResponse, cap: int):
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        self.inflater = None if encoding in ("", "identity") else _Inflater(encoding, cap)
+        self.cap = cap
+        self.size = 0
+
+    def feed(self, piece: bytes) -> bytes:
+        if self.inflater is not None:
+            piece = self.inflater.feed(piece)
+        self.size += len(piece)
+        if self.size > self.cap:
+            raise AnswerRefused(f"an answer longer than {self.cap} bytes")
+        return piece
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int, *, truncate: bool = False) -> bytes:
@@ -135,9 +141,10 @@ async def _read_capped(response: aiohttp.ClientResponse, cap: int, *, truncate: 
     if length is not None and length <= cap and "Content-Encoding" not in response.headers:
         return await response.read()
     parts: list[bytes] = []
+    meter = _BodyMeter(response, cap)
     try:
-        async for piece in _pieces(response, cap):
-            parts.append(piece)
+        async for piece in response.content.iter_any():
+            parts.append(meter.feed(piece))
     except AnswerRefused:
         if not truncate:
             raise
@@ -169,7 +176,7 @@ class JsonWire:
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             # No per-host limit: the limiter bounds what is in flight. No cookie jar: an API keeps no
-            # cookies. No automatic decompression: _pieces inflates, counting.
+            # cookies. No automatic decompression: _BodyMeter inflates, counting.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), headers=self.headers,
                 timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
@@ -207,7 +214,9 @@ class JsonWire:
                 if response.content_type == "application/json":
                     raise NotAStream(await _read_capped(response, max_bytes))
                 tail = b""
-                async for piece in _pieces(response, max_bytes):
+                meter = _BodyMeter(response, max_bytes)
+                async for piece in response.content.iter_any():
+                    piece = meter.feed(piece)
                     buffer = tail + piece if tail else piece
                     if b"\r" in buffer:
                         buffer = buffer.replace(b"\r\n", b"\n")  # a CR at the very end waits for its LF
