@@ -119,6 +119,19 @@ def test_a_trickle_is_stopped_by_the_attempt_deadline():
     assert time.monotonic() - started < 3
 
 
+def test_silence_past_the_attempt_deadline_is_named_by_the_attempt_deadline():
+    """One timer keeps the first-token, idle and attempt deadlines: whichever is nearest fires and
+    is named (here the attempt's 1 s, before the first token's 5 s)."""
+    with FaultServer() as server:
+        server.plan(streamed(chat_body("never sent"), stall_after=0, stall_s=6.0))
+        started = time.monotonic()
+        with pytest.raises(RequestFailed) as info:
+            complete(server, cfg(attempt_timeout_s=1.0, max_retries=0))
+    assert info.value.kind == "timeout" and "attempt_timeout_s=1" in str(info.value)
+    assert "stalled" not in str(info.value)
+    assert 0.9 < time.monotonic() - started < 3
+
+
 def test_a_stream_without_usage_is_estimated_and_timed_by_chunks():
     body = chat_body("sixteen chars!!!")
     del body["usage"]

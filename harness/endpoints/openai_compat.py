@@ -76,7 +76,8 @@ from tenacity import AsyncRetrying, retry_if_exception
 from harness.config import ModelConfig
 from harness.endpoints.base import ChatRequest, Completion, EndpointError, RequestFailed
 from harness.endpoints.concurrency import AdaptiveLimiter
-from harness.endpoints.openai_stream import StreamCut, StreamMalformed, StreamStalled, StreamTiming, read_stream
+from harness.endpoints.openai_stream import (StreamCut, StreamMalformed, StreamStalled, StreamTimedOut, StreamTiming,
+                                             read_stream)
 from harness.endpoints.retries import BadAnswer, Interrupted, RetryBudget, is_slow_down, retryable, tries_said
 from harness.endpoints.usage_checks import is_blank
 from harness.endpoints.wire import AnswerRefused, HttpStatusError, JsonWire, NotAStream, WireFailure
@@ -201,9 +202,11 @@ class OpenAICompatEndpoint:
         """One HTTP exchange within model.attempt_timeout_s: the answer (and, streamed, its timing), or
         BadAnswer / Interrupted for what another attempt may fix (HttpStatusError / WireFailure from wire)."""
         try:
+            if self.model.stream:  # the stream reader's one timer keeps attempt_timeout_s too
+                return await self._streamed(wire, body)
             async with asyncio.timeout(self.model.attempt_timeout_s):  # no task per request, unlike wait_for
-                return await (self._streamed(wire, body) if self.model.stream else self._whole(wire, body))
-        except TimeoutError:
+                return await self._whole(wire, body)
+        except (TimeoutError, StreamTimedOut):
             raise Interrupted("timeout", f"the answer took longer than model.attempt_timeout_s="
                                           f"{self.model.attempt_timeout_s:g} s") from None
         except AnswerRefused as exc:
@@ -226,7 +229,8 @@ class OpenAICompatEndpoint:
         try:
             async with contextlib.aclosing(wire.stream_events(body, cap)) as events:
                 answer, timing = await read_stream(events, sent, idle_timeout_s=self.model.idle_timeout_s,
-                                                   first_token_timeout_s=self.model.first_token_timeout_s)
+                                                   first_token_timeout_s=self.model.first_token_timeout_s,
+                                                   total_timeout_s=self.model.attempt_timeout_s)
         except StreamStalled as exc:
             raise Interrupted("timeout", f"the stream stalled: {exc} (model.first_token_timeout_s / "
                                           f"model.idle_timeout_s)") from None

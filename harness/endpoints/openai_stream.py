@@ -28,6 +28,10 @@ class StreamCut(Exception):
     """The stream ended (EOF) before a finish_reason or [DONE]: the answer is incomplete."""
 
 
+class StreamTimedOut(Exception):
+    """The whole answer took longer than the attempt's total timeout (tokens were still coming)."""
+
+
 class StreamMalformed(Exception):
     """An event that is not a chat.completion.chunk."""
 
@@ -89,12 +93,15 @@ REARM_EVERY_S = 1.0
 
 
 async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, idle_timeout_s: float,
-                      first_token_timeout_s: float) -> tuple[dict[str, Any], StreamTiming]:
+                      first_token_timeout_s: float, total_timeout_s: float = float("inf"),
+                      ) -> tuple[dict[str, Any], StreamTiming]:
     """Read the server-sent events of a chat completion (each event's bytes, in batches as they arrive:
     wire.stream_events) to [DONE] or EOF. The first-token deadline runs from `sent_at` and covers
     connecting and the response headers too (the request is sent when the first batch is asked for);
     after the first token, the stream is cut once no token came for idle_timeout_s (measured to within
-    REARM_EVERY_S). Only tokens are progress: comments and empty events are not."""
+    REARM_EVERY_S), and in any case total_timeout_s after `sent_at` (StreamTimedOut). Only tokens are
+    progress: comments and empty events are not. One timer serves all three deadlines (a timer each
+    cost more per request than parsing its events)."""
     content: list[str] = []
     reasoning: list[str] = []
     body: dict[str, Any] = {"object": "chat.completion", "choices": []}
@@ -105,9 +112,11 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
     rearm_s = min(REARM_EVERY_S, idle_timeout_s / 10)
     armed_at = -float("inf")  # loop time the idle deadline was last moved (none yet: first-token deadline)
     deadline = asyncio.timeout(None)  # no task per line, unlike wait_for
+    sent_loop = loop.time() - (time.perf_counter() - sent_at)  # sent_at on the loop's clock
+    end = sent_loop + total_timeout_s
     try:
         async with deadline:
-            deadline.reschedule(loop.time() + max(first_token_timeout_s - (time.perf_counter() - sent_at), 0.001))
+            deadline.reschedule(max(min(sent_loop + first_token_timeout_s, end), loop.time() + 0.001))
             async for blocks in batches:
                 events = _event_data(blocks)
                 if b"[DONE]" in events:
@@ -144,15 +153,18 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
                         finish_reason = choice["finish_reason"]
                 if tokens:
                     marks.tokens(tokens, answer=answered, at=time.perf_counter())  # one read: one arrival time
-                    now = loop.time()
-                    if now - armed_at >= rearm_s:
-                        deadline.reschedule(now + idle_timeout_s)
-                        armed_at = now
                 if done:
                     break
+                if tokens:
+                    now = loop.time()
+                    if now - armed_at >= rearm_s:
+                        deadline.reschedule(min(now + idle_timeout_s, end))
+                        armed_at = now
         if not done and finish_reason is None:
             raise StreamCut("the stream ended before the answer was complete (no finish_reason, no [DONE])")
     except TimeoutError:
+        if loop.time() + 0.001 >= end:
+            raise StreamTimedOut(f"the answer took longer than {total_timeout_s:g} s") from None
         what, limit = ("first token", first_token_timeout_s) if marks.first is None else ("token", idle_timeout_s)
         raise StreamStalled(f"no {what} came within {limit:g} s") from None
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content) if content else None}
