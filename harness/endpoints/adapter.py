@@ -24,6 +24,7 @@ from harness.endpoints.cache import ResponseCache, cache_key
 from harness.config import ConfigError, ModelConfig
 from harness.common.doc_key import doc_key
 from harness.common.exchange import ChatRequest, Completion, ResponseRecord, SampleError, Usage
+from harness.common.gc_policy import requests_phase
 from harness.endpoints.base import Endpoint, EndpointError, RequestFailed
 from harness.spend.price_book import PriceLedger, PriceSchedule, inline_schedule
 from harness.spend.pricing import gpu_time_cost_usd
@@ -199,7 +200,8 @@ class EndpointLM(LM):
             raise DryRun(estimate([(request, self._cached(request)) for *_, request in planned],
                                   self.prices, self.history, self.model.concurrency, window=self.off_peak_window,
                                   batch_refusal=batch_refusal(self.model)))
-        return asyncio.run(self._generate_all(planned, disable_tqdm))
+        with requests_phase():
+            return asyncio.run(self._generate_all(planned, disable_tqdm))
 
     def response_cost(self, completion: Completion, at: dt.datetime | None = None, batch: bool = False) -> float:
         """The book's price in force when the response completed (its period, time-of-day window, batch
