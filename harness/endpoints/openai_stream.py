@@ -153,13 +153,12 @@ async def read_stream(batches: AsyncIterator[list[bytes]], sent_at: float, *, id
                         finish_reason = choice["finish_reason"]
                 if tokens:
                     marks.tokens(tokens, answer=answered, at=time.perf_counter())  # one read: one arrival time
-                if done:
-                    break
-                if tokens:
                     now = loop.time()
-                    if now - armed_at >= rearm_s:
+                    if not done and now - armed_at >= rearm_s:  # a finished answer needs no new deadline
                         deadline.reschedule(min(now + idle_timeout_s, end))
                         armed_at = now
+                if done:
+                    break
         if not done and finish_reason is None:
             raise StreamCut("the stream ended before the answer was complete (no finish_reason, no [DONE])")
     except TimeoutError:
